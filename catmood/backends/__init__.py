@@ -1,0 +1,1 @@
+"""Run an artifact (checkpoint, ONNX, TensorRT engine) behind one small Classifier interface."""

@@ -1,0 +1,1 @@
+"""Training stage: model factory, pretrained weights, recipes, the train/validate loop, evaluation, plots."""
