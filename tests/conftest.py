@@ -1,0 +1,58 @@
+"""Shared helpers: every test makes its own small data; nothing is downloaded."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from catmood.data.synth import draw_face, render_background, sample_appearance, sample_expression, sample_pose
+
+
+def natural_image(height: int, width: int, seed: int = 0, mood: str = "calm") -> np.ndarray:
+    """A BGR picture with real edges and texture (a drawn cat on clutter), any shape."""
+    rng = np.random.default_rng(seed)
+    image = render_background(rng, width, height)
+    draw_face(image, sample_appearance(rng), sample_pose(rng, width, height), sample_expression(rng, mood))
+    return image
+
+
+def write_image(path: Path, image: np.ndarray | None = None, size=(40, 48), seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image is None:
+        image = natural_image(*size, seed=seed)
+    assert cv2.imwrite(str(path), image), path
+    return path
+
+
+def make_folder_dataset(root: Path, counts: dict[str, dict[str, int]], ext: str = ".jpg") -> Path:
+    """root/<split>/<class>/<n>.jpg with counts[split][class] images each."""
+    seed = 0
+    for split, per_class in counts.items():
+        for name, n in per_class.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                seed += 1
+                write_image(root / split / name / f"{name}_{i}{ext}", seed=seed)
+    return root
+
+
+def make_csv_split(folder: Path, header: list[str], rows: list[list[str]], create_files: bool = True) -> Path:
+    """A Roboflow-style split folder: images plus _classes.csv (header/rows written verbatim)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header)] + [",".join(r) for r in rows]
+    (folder / "_classes.csv").write_text("\n".join(lines) + "\n")
+    if create_files:
+        for row in rows:
+            write_image(folder / row[0], seed=zlib.crc32(str(folder / row[0]).encode()))
+    return folder
+
+
+@pytest.fixture
+def small_spec():
+    from catmood.spec import ModelSpec
+
+    return ModelSpec(architecture="resnet18", class_names=("alarmed", "angry", "calm", "pleased"))
