@@ -216,3 +216,31 @@ def test_structure_problems(tmp_path):
     write_image(loose_in_split / "train" / "stray.jpg")
     assert "train/stray.jpg: image outside any class folder: its class is unknown" in \
         reasons(discover_dataset(loose_in_split), ERROR)
+
+
+def test_phone_formats_ask_for_conversion(tmp_path):
+    make_folder_dataset(tmp_path, {"train": {"a": 2, "b": 2}, "valid": {"a": 1, "b": 1}})
+    (tmp_path / "train/a/IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    index = discover_dataset(tmp_path)
+    assert "train/a/IMG_0001.HEIC: .heic images are not supported here: convert them to JPEG or PNG" \
+        in reasons(index, ERROR)
+
+
+def test_torch_dataset_feeds_the_eval_transform(tmp_path, small_spec):
+    import torch
+
+    from catmood.data.torch_dataset import ImageDataset
+    from catmood.data.transforms import EvalTransform
+    from catmood.errors import ImageError
+
+    make_folder_dataset(tmp_path, {"train": {"a": 2, "b": 1}, "valid": {"a": 1, "b": 1}})
+    index = discover_dataset(tmp_path)
+    dataset = ImageDataset(index.splits["train"], EvalTransform(small_spec))
+    assert len(dataset) == 3 and dataset.labels == [0, 0, 1]
+    x, y = dataset[2]
+    assert tuple(x.shape) == (3, 224, 224) and x.dtype == torch.float32 and y == 1
+    batch, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=3)))
+    assert tuple(batch.shape) == (3, 3, 224, 224) and labels.tolist() == [0, 0, 1]
+    index.splits["train"][0].path.write_bytes(b"")  # broken after inspection
+    with pytest.raises(ImageError, match="a_0.jpg: empty file"):
+        dataset[0]

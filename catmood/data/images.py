@@ -20,6 +20,9 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm",
 })
 
+# Formats people meet (phones, the web) that Pillow reads only with plugins: say what to do, not "corrupt".
+NEEDS_CONVERSION = frozenset({".heic", ".heif", ".avif", ".jxl"})
+
 # Pillow refuses pathologically large images as "decompression bombs"; a real photo is far below this.
 MAX_PIXELS = 200_000_000
 
@@ -66,6 +69,16 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
+def describe_unreadable(path: Path) -> str:
+    """Why a file that Pillow cannot identify is no usable image."""
+    suffix = path.suffix.lower()
+    if suffix in NEEDS_CONVERSION:
+        return f"{suffix} images are not supported here: convert them to JPEG or PNG"
+    if is_image_name(path):
+        return "not a readable image (corrupt or unknown format)"
+    return f"not an image file (extension {path.suffix or 'none'!r})"
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode `path` to an HxWx3 RGB uint8 array; raise ImageError naming the file and the problem."""
     path = Path(path)
@@ -88,9 +101,10 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        kind = "not an image file" if not is_image_name(path) else "not a readable image (corrupt or unknown format)"
-        raise ImageError(path, kind) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, TypeError) as exc:
+        raise ImageError(path, describe_unreadable(path)) from None
+    except Image.DecompressionBombError:
+        raise ImageError(path, "image too large (Pillow refuses it as a possible decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower():
             reason = "truncated image (the file ends before the picture does)"

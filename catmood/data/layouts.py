@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import DatasetError, ImageError
-from .images import is_image_name
+from .images import NEEDS_CONVERSION, describe_unreadable, is_image_name
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {
@@ -139,7 +139,7 @@ def _read_class_folders(folder: Path, problems: list[Problem]) -> dict[str, list
                 if is_image_name(path):
                     files.append(path)
                 else:
-                    problems.append(Problem(path, f"not an image file (extension {path.suffix or 'none'!r})"))
+                    problems.append(Problem(path, describe_unreadable(path)))
             if not files:
                 problems.append(Problem(entry, f"class folder {entry.name!r} holds no images", WARNING))
         elif is_image_name(entry):
@@ -217,10 +217,10 @@ def _read_classes_csv(folder: Path, problems: list[Problem]) -> dict[str, list[P
     for path in _files_below(folder):
         if path.name.lower() == CSV_NAME or path.resolve() in listed:
             continue
-        if is_image_name(path):
+        if is_image_name(path) or path.suffix.lower() in NEEDS_CONVERSION:
             problems.append(Problem(path, f"image not listed in {CSV_NAME}: its class is unknown"))
         else:
-            problems.append(Problem(path, f"not an image file (extension {path.suffix or 'none'!r})"))
+            problems.append(Problem(path, describe_unreadable(path)))
     return by_class
 
 
