@@ -63,6 +63,87 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    train = sub.add_parser("train", help="train a classifier on a dataset (transfer learning)",
+                           description="Recipe preset, then --config YAML, then these flags; the resolved "
+                                       "config is saved in the run folder.")
+    train.add_argument("--data", help="dataset folder (any layout `catmood data inspect` reads)")
+    train.add_argument("--recipe", help="finetune (default), linear-probe or edge")
+    train.add_argument("--config", type=Path, metavar="YAML", help="settings file (keys as the flags, with _)")
+    train.add_argument("--model", help="timm or torchvision architecture, e.g. resnet18, convnext_large, "
+                                       "tf_efficientnet_lite0, vit_b_16")
+    train.add_argument("--out", help="run folder (default runs/<timestamp>-<model>)")
+    train.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run (its folder or last.pt)")
+    train.add_argument("--weights", help="local ImageNet weights file (state dict or safetensors), for offline use")
+    train.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
+                       help="random initialisation instead of ImageNet weights")
+    train.add_argument("--cache-dir", help="where downloaded weights are cached")
+    for flag, kind, text in (("--epochs", int, "epochs"), ("--batch-size", int, "images per step"),
+                             ("--lr", float, "learning rate"), ("--weight-decay", float, "weight decay"),
+                             ("--dropout", float, "dropout before the head"),
+                             ("--label-smoothing", float, "label smoothing"),
+                             ("--grad-clip", float, "max gradient norm (0: off)"),
+                             ("--warmup-epochs", int, "linear warm-up epochs"),
+                             ("--input-size", int, "input side in pixels (default: the backbone's)"),
+                             ("--early-stopping", int, "stop after N epochs without improvement (0: never)"),
+                             ("--seed", int, "random seed"), ("--workers", int, "data loader workers"),
+                             ("--eval-batch-size", int, "batch size for validation and feature caching")):
+        train.add_argument(flag, type=kind, help=text)
+    train.add_argument("--optimizer", choices=("adamw", "adam", "sgd"))
+    train.add_argument("--scheduler", choices=("cosine", "none"))
+    train.add_argument("--augment", choices=("trivialaugment", "flip-rotate", "none"))
+    train.add_argument("--select", choices=("macro_f1", "accuracy"), help="metric that picks the best epoch")
+    train.add_argument("--class-weighted", action="store_const", const=True, help="weight the loss by inverse class frequency")
+    train.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
+    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--skip-bad", action="store_const", const=True, help="leave out bad files instead of refusing")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    evaluate.add_argument("checkpoint", type=Path, help="best.pt, last.pt or a run folder")
+    evaluate.add_argument("--data", help="dataset (default: the one recorded in the checkpoint)")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--skip-bad", action="store_true")
+    evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the metrics as JSON")
+    evaluate.set_defaults(func=_cmd_eval)
+
+
+TRAIN_KEYS = ("data", "recipe", "model", "out", "weights", "pretrained", "cache_dir", "epochs", "batch_size", "lr",
+              "weight_decay", "dropout", "label_smoothing", "grad_clip", "warmup_epochs", "input_size",
+              "early_stopping", "seed", "workers", "eval_batch_size", "optimizer", "scheduler", "augment", "select",
+              "class_weighted", "amp", "device", "skip_bad")
+
+
+def _cmd_train(args) -> int:
+    from .training.config import resolve_config
+    from .training.loop import train
+
+    overrides = {key: getattr(args, key) for key in TRAIN_KEYS}
+    if args.resume:
+        given = sorted(k for k, v in overrides.items() if v is not None)
+        if given or args.config:
+            raise CatmoodError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--config'}")
+        result = train(None, resume=args.resume)
+    else:
+        result = train(resolve_config(args.recipe, args.config, overrides))
+    return 130 if result.interrupted else 0
+
+
+def _cmd_eval(args) -> int:
+    from .fileio import atomic_write_json
+    from .training.evaluate import evaluate_checkpoint, format_metrics
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, batch_size=args.batch_size,
+                                  device=args.device, skip_bad=args.skip_bad)
+    print(format_metrics(metrics, f"{args.split}"))
+    if args.json:
+        atomic_write_json(args.json, metrics)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole product on synthetic data, offline")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
@@ -84,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"catmood {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data(sub)
+    _add_train(sub)
     _add_demo(sub)
     return parser
 

@@ -56,3 +56,32 @@ def small_spec():
     from catmood.spec import ModelSpec
 
     return ModelSpec(architecture="resnet18", class_names=("alarmed", "angry", "calm", "pleased"))
+
+
+def make_shapes_dataset(root: Path, per_split=(("train", 24), ("valid", 8), ("test", 8)), size: int = 48,
+                        seed: int = 0) -> Path:
+    """Three easy classes (circle, square, stripes) that a tiny random-init model learns in seconds."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_split:
+        for k, name in enumerate(("circle", "square", "stripes")):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = np.full((size, size, 3), rng.integers(0, 120, 3), np.uint8)
+                colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+                x, y = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
+                r = int(rng.integers(size // 7, size // 4))
+                if k == 0:
+                    cv2.circle(img, (x, y), r, colour, -1)
+                elif k == 1:
+                    cv2.rectangle(img, (x - r, y - r), (x + r, y + r), colour, -1)
+                else:
+                    for j in range(0, size, 8):
+                        cv2.line(img, (j, 0), (j, size - 1), colour, 2)
+                img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(root / split / name / f"{i}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"))

@@ -118,8 +118,8 @@ def test_train_transform_ends_in_model_input(small_spec):
     torch.manual_seed(0)
     image = natural_image(333, 500)[:, :, ::-1].copy()
     original = image.copy()
-    for augment in ("trivialaugment", "flip-rotate", "none"):
-        x = train_transform(small_spec, augment)(image)
+    for augment, interpolation in (("trivialaugment", "bicubic"), ("flip-rotate", "bicubic"), ("none", "bilinear")):
+        x = train_transform(small_spec.replace(interpolation=interpolation), augment)(image)
         assert tuple(x.shape) == (3, 224, 224) and x.dtype == torch.float32
         assert -3 < float(x.mean()) < 3
     np.testing.assert_array_equal(image, original)  # augmentation never edits the caller's array

@@ -50,13 +50,15 @@ def train_transform(spec: ModelSpec, augment: str = "trivialaugment", scale: tup
     size = spec.input_size
     if spec.color_order != "RGB":
         raise ValueError("training augmentation produces RGB tensors; use a spec with color_order='RGB'")
+    # Rotations and shears of tensors support nearest and bilinear only; bilinear is plenty for augmentation.
+    geometric = v2.InterpolationMode.BILINEAR
     if augment == "trivialaugment":
         steps = [v2.RandomResizedCrop(size, scale=scale, interpolation=interpolation, antialias=True),
-                 v2.RandomHorizontalFlip(), v2.TrivialAugmentWide(interpolation=interpolation)]
+                 v2.RandomHorizontalFlip(), v2.TrivialAugmentWide(interpolation=geometric)]
     elif augment == "flip-rotate":
         steps = [v2.Resize(spec.resize_size if spec.crop == "center" else (size, size),
                            interpolation=interpolation, antialias=True),
-                 v2.CenterCrop(size), v2.RandomHorizontalFlip(), v2.RandomRotation(15, interpolation=interpolation)]
+                 v2.CenterCrop(size), v2.RandomHorizontalFlip(), v2.RandomRotation(15, interpolation=geometric)]
     else:
         raise ValueError(f"unknown augmentation {augment!r}; choose trivialaugment, flip-rotate or none")
     return v2.Compose([_ToImageTensor(), *steps, v2.ToDtype(torch.float32, scale=True),

