@@ -94,12 +94,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or another kind "
+                              "of file)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [line.strip() for line in str(exc).splitlines()]
         reason = next((line.split("error:", 1)[1].strip().split(". Please")[0] for line in lines
-                       if "WeightsUnpickler error:" in line), lines[0] if lines else type(exc).__name__)
+                       if "WeightsUnpickler error:" in line), None)
+        if reason is None:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({lines[0] if lines else 'unpickling failed'})"
+                                  ) from None
         raise CheckpointError(f"{path}: holds objects other than plain data, and catmood loads checkpoints "
                               f"with weights_only=True ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:

