@@ -251,3 +251,43 @@ def test_metrics_on_known_samples():
 
 def test_default_config_matches_the_dataclass():
     assert TrainConfig().validate().recipe == "finetune"
+
+
+CTRL_C_CHILD = r'''
+import os, signal, sys
+from catmood.data import torch_dataset
+from catmood.training.config import resolve_config
+from catmood.training.loop import train
+
+real = torch_dataset.ImageDataset.__getitem__
+def getitem(self, index):
+    # In a worker, once epoch 1 is saved: Ctrl-C as a terminal sends it, to the whole process group, once.
+    if os.getpid() != PARENT and os.path.exists(os.path.join(sys.argv[2], "last.pt")):
+        try:
+            os.close(os.open(os.path.join(sys.argv[2], "fired"), os.O_CREAT | os.O_EXCL))
+            os.killpg(os.getpgrp(), signal.SIGINT)
+        except FileExistsError:
+            pass
+    return real(self, index)
+PARENT = os.getpid()
+torch_dataset.ImageDataset.__getitem__ = getitem
+config = resolve_config("finetune", None, dict(data=sys.argv[1], out=sys.argv[2], model="test_resnet",
+    pretrained=False, epochs=3, batch_size=8, lr=3e-3, workers=2, input_size=48, augment="none"))
+result = train(config, progress=False)
+print("INTERRUPTED" if result.interrupted else "FINISHED", len(result.history))
+'''
+
+
+def test_real_ctrl_c_with_loader_workers_stops_cleanly(shapes_data, tmp_path):
+    """Workers ignore SIGINT, so the main process gets KeyboardInterrupt, not 'worker exited unexpectedly'."""
+    import signal
+
+    script = tmp_path / "child.py"
+    script.write_text(CTRL_C_CHILD)
+    result = subprocess.run([sys.executable, str(script), str(shapes_data), str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "INTERRUPTED" in result.stdout and "continue with `catmood train --resume" in result.stdout
+    last = load_checkpoint(tmp_path / "run/last.pt")
+    assert last.epoch == 1 and last.training_state is not None  # resumable from the end of epoch 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Callable, Sequence
 
 import torch
@@ -27,3 +28,32 @@ class ImageDataset(torch.utils.data.Dataset):
     @property
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
+
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: workers leave it to the main process, which stops them
+    cleanly, instead of dying and turning the interrupt into 'DataLoader worker exited unexpectedly'."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent across fork
+
+
+class InterruptSafeLoader(torch.utils.data.DataLoader):
+    """Blocks SIGINT while the workers are forked, so none can be hit before it learns to ignore it; a
+    Ctrl-C in that moment waits in the main process and arrives as soon as the workers are up."""
+
+    def __iter__(self):
+        if not self.num_workers or not hasattr(signal, "pthread_sigmask"):
+            return super().__iter__()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def make_loader(dataset, batch_size: int, workers: int = 0, **kwargs) -> torch.utils.data.DataLoader:
+    """A DataLoader whose worker processes survive Ctrl-C; other arguments as torch's."""
+    return InterruptSafeLoader(dataset, batch_size=batch_size, num_workers=workers,
+                               worker_init_fn=_ignore_sigint if workers else None, **kwargs)

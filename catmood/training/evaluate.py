@@ -88,7 +88,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     """Metrics of a checkpoint on a split of a dataset (by default the one it was trained on)."""
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data.layouts import discover_dataset
-    from ..data.torch_dataset import ImageDataset
+    from ..data.torch_dataset import ImageDataset, make_loader
     from ..data.transforms import EvalTransform
     from ..errors import CatmoodError
     from .devices import pick_device
@@ -107,8 +107,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         raise CatmoodError(f"{data}: has no {split} split (it has {', '.join(index.splits)})")
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
-    loader = torch.utils.data.DataLoader(ImageDataset(index.splits[split], EvalTransform(ckpt.spec)),
-                                         batch_size=batch_size, num_workers=workers)
+    loader = make_loader(ImageDataset(index.splits[split], EvalTransform(ckpt.spec)), batch_size, workers)
     logits, labels = predict(model, loader, dev)
     metrics = classification_metrics(labels, logits.argmax(1), ckpt.spec.class_names)
     metrics["split"] = split

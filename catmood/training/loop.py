@@ -22,7 +22,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, sav
 from ..data.images import load_rgb
 from ..data.layouts import discover_dataset
 from ..data.report import format_table
-from ..data.torch_dataset import ImageDataset
+from ..data.torch_dataset import ImageDataset, make_loader
 from ..data.transforms import EvalTransform, train_transform
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
@@ -155,7 +155,7 @@ def compute_features(backbone: nn.Module, dataset, device: torch.device, batch_s
     from tqdm.auto import tqdm
 
     backbone.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    loader = make_loader(dataset, batch_size, workers)
     feats, labels = [], []
     for x, y in tqdm(loader, desc=desc, unit="batch", disable=not progress or None, leave=False):
         feats.append(backbone(x.to(device)).float().cpu())
@@ -242,15 +242,13 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, progr
     if dist.on:
         sampler = torch.utils.data.DistributedSampler(train_set, dist.world, dist.rank, shuffle=True,
                                                       seed=config.seed)
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
-                                                   num_workers=loader_workers, generator=generator)
+        train_loader = make_loader(train_set, config.batch_size, loader_workers, sampler=sampler,
+                                   generator=generator)
     else:
         sampler = None
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                                   num_workers=loader_workers, generator=generator,
-                                                   drop_last=len(train_set) > config.batch_size)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=config.eval_batch_size,
-                                             num_workers=loader_workers)
+        train_loader = make_loader(train_set, config.batch_size, loader_workers, shuffle=True,
+                                   generator=generator, drop_last=len(train_set) > config.batch_size)
+    val_loader = make_loader(val_set, config.eval_batch_size, loader_workers)
 
     ddp_module = trainable
     if dist.on:
@@ -396,8 +394,7 @@ def _final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: 
     for split in ("valid", "test"):
         if split not in index.splits:
             continue
-        loader = torch.utils.data.DataLoader(ImageDataset(index.splits[split], EvalTransform(spec)),
-                                             batch_size=config.eval_batch_size, num_workers=workers)
+        loader = make_loader(ImageDataset(index.splits[split], EvalTransform(spec)), config.eval_batch_size, workers)
         logits, labels = predict(model, loader, device, amp_dtype(device, config.amp))
         final[split] = classification_metrics(labels, logits.argmax(1), spec.class_names)
         predictions[split] = (logits, labels)
