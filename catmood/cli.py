@@ -144,6 +144,46 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="export a checkpoint to ONNX / FP16 ONNX / TensorRT, gated by parity",
+                            description="With no format flag: --onnx --fp16. Exits 1 when an artifact fails its "
+                                        "parity gate (or --trt cannot run here), after writing the report.")
+    export.add_argument("checkpoint", type=Path, help="best.pt (or a run folder)")
+    export.add_argument("--out", type=Path, help="output folder (default: RUN/export)")
+    export.add_argument("--onnx", action="store_true", help="ONNX, FP32")
+    export.add_argument("--fp16", action="store_true", help="ONNX, FP16 weights, FP32 inputs/outputs")
+    export.add_argument("--trt", action="store_true", help="TensorRT FP16 engine (needs tensorrt and a GPU)")
+    export.add_argument("--input", dest="input_dtype", default="float32", choices=("float32", "uint8"),
+                        help="graph input: normalised float NCHW, or raw uint8 BGR NHWC frames")
+    export.add_argument("--probs", action="store_true", help="add a 'probs' output (fused softmax)")
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--batch", default="1,8,32", help="TensorRT profile MIN,OPT,MAX batch (and Triton max)")
+    export.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace limit in GB")
+    export.add_argument("--images", type=Path, help="parity images (default: the checkpoint's validation split)")
+    export.add_argument("--max-images", type=int, default=200)
+    export.add_argument("--triton", type=Path, metavar="DIR", help="also write a Triton model repository")
+    export.add_argument("--fp32-max-diff", type=float, default=1e-4, help="FP32 gate: max |logit diff|")
+    export.add_argument("--fp32-agreement", type=float, default=1.0, help="FP32 gate: min top-1 agreement")
+    export.add_argument("--fp16-agreement", type=float, default=0.995, help="FP16 gate: min top-1 agreement")
+    export.add_argument("--no-latency", dest="latency", action="store_false", help="skip the latency column")
+    export.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .export.pipeline import export_checkpoint
+    from .export.verify import Gate
+
+    formats = dict(onnx=args.onnx, fp16=args.fp16, trt=args.trt)
+    if not any(formats.values()):
+        formats.update(onnx=True, fp16=True)
+    report = export_checkpoint(args.checkpoint, args.out, **formats, input_dtype=args.input_dtype, probs=args.probs,
+                               opset=args.opset, batch=args.batch, workspace_gb=args.workspace, images=args.images,
+                               max_images=args.max_images, triton=args.triton, latency=args.latency,
+                               gates={"fp32": Gate(args.fp32_max_diff, args.fp32_agreement),
+                                      "fp16": Gate(None, args.fp16_agreement)})
+    return 0 if report.passed else 1
+
+
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole product on synthetic data, offline")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
@@ -166,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data(sub)
     _add_train(sub)
+    _add_export(sub)
     _add_demo(sub)
     return parser
 

@@ -1,0 +1,32 @@
+"""One small interface to run any artifact: a batch made by `catmood.preprocess` in, logits out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import ModelSpec
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """`name` (torch, onnxruntime, tensorrt), `device` (where it actually runs), `spec` (its preprocessing
+    and labels). `logits(batch)` and `predict(batch)` take the array `preprocess(frames, spec)` returns."""
+
+    name: str = "?"
+    device: str = "?"
+    spec: ModelSpec
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities, N x K, in `spec.class_names` order."""
+        return softmax(self.logits(batch).astype(np.float32, copy=False))
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"

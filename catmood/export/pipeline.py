@@ -1,0 +1,222 @@
+"""`catmood export`: checkpoint -> ONNX, FP16 ONNX, TensorRT engine, each through the parity gate, and
+a report (export_report.json, export_report.md). One call does it all: `export_checkpoint(...)`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backends import load_classifier
+from ..backends.base import Classifier
+from ..backends.torch_backend import TorchBackend
+from ..checkpoint import load_checkpoint
+from ..data.report import format_table
+from ..errors import CatmoodError
+from ..fileio import atomic_write_json, atomic_write_text
+from .onnx import DEFAULT_OPSET, export_fp16, export_onnx
+from .verify import GATES, Gate, Parity, batch1_latency_ms, collect_images, compare, run_logits
+
+
+@dataclass
+class FormatResult:
+    format: str
+    path: Path
+    precision: str
+    runs_on: str
+    size_mb: float
+    parity: Parity | None = None       # None for the PyTorch reference itself
+    gate: Gate | None = None
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.parity is None else self.parity.passes(self.gate)
+
+
+@dataclass
+class ExportReport:
+    checkpoint: Path
+    out_dir: Path
+    images_source: str
+    n_images: int
+    results: list[FormatResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    triton: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors and all(r.passed is not False for r in self.results)
+
+    def to_dict(self) -> dict:
+        rows = []
+        for r in self.results:
+            row = dict(format=r.format, path=str(r.path), precision=r.precision, runs_on=r.runs_on,
+                       size_mb=round(r.size_mb, 3), accuracy=r.accuracy, latency_ms_batch1=r.latency_ms,
+                       notes=r.notes, passed=r.passed, gate=r.gate.describe() if r.gate else None)
+            if r.parity is not None:
+                row.update(dataclasses.asdict(r.parity))
+            rows.append(row)
+        return dict(checkpoint=str(self.checkpoint), out_dir=str(self.out_dir), images=self.images_source,
+                    n_images=self.n_images, passed=self.passed, errors=self.errors, formats=rows,
+                    triton=str(self.triton) if self.triton else None)
+
+    def table(self) -> str:
+        rows = []
+        for r in self.results:
+            p = r.parity
+            rows.append([r.format, f"{r.size_mb:.1f} MB",
+                         "reference" if p is None else f"{p.max_logit_diff:.2e}",
+                         "-" if p is None else f"{p.max_prob_diff:.2e}",
+                         "-" if p is None else f"{p.agreement:.2%}",
+                         "-" if p is None else str(len(p.flips)),
+                         "-" if r.accuracy is None else f"{r.accuracy:.1%}",
+                         "-" if r.latency_ms is None else f"{r.latency_ms:.2f}",
+                         "-" if r.passed is None else ("PASS" if r.passed else "FAIL")])
+        return format_table(["format", "size", "max|dlogit|", "max|dprob|", "agreement", "flips", "accuracy",
+                             "ms (batch 1)", "gate"], rows)
+
+    def markdown(self) -> str:
+        lines = ["# catmood export report", "",
+                 f"- checkpoint: `{self.checkpoint}`",
+                 f"- parity images: {self.n_images} from {self.images_source}",
+                 f"- verdict: **{'PASS' if self.passed else 'FAIL'}**", "",
+                 "| format | file | size | max abs logit diff | mean abs logit diff | max abs prob diff | "
+                 "top-1 agreement | flips | accuracy | latency batch 1 (ms) | runs on | gate | result |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.results:
+            p = r.parity
+            cells = [r.format, f"`{r.path.name}`", f"{r.size_mb:.1f} MB",
+                     "reference" if p is None else f"{p.max_logit_diff:.2e}",
+                     "-" if p is None else f"{p.mean_logit_diff:.2e}",
+                     "-" if p is None else f"{p.max_prob_diff:.2e}",
+                     "-" if p is None else f"{p.agreement:.2%}", "-" if p is None else str(len(p.flips)),
+                     "-" if r.accuracy is None else f"{r.accuracy:.1%}",
+                     "-" if r.latency_ms is None else f"{r.latency_ms:.2f}", r.runs_on,
+                     r.gate.describe() if r.gate else "-",
+                     "-" if r.passed is None else ("PASS" if r.passed else "**FAIL**")]
+            lines.append("| " + " | ".join(cells) + " |")
+        for r in self.results:
+            if r.parity is not None and r.parity.flips:
+                lines += ["", f"## {r.format}: images whose label flips", "", "| image | PyTorch | artifact |",
+                          "|---|---|---|"]
+                lines += [f"| `{f['image']}` | {f['pytorch']} | {f['artifact']} |" for f in r.parity.flips]
+        notes = [(r.format, n) for r in self.results for n in r.notes]
+        if notes or self.errors:
+            lines += ["", "## Notes", ""]
+            lines += [f"- {fmt}: {n}" for fmt, n in notes] + [f"- error: {e}" for e in self.errors]
+        if self.triton:
+            lines += ["", f"Triton model repository: `{self.triton}`"]
+        return "\n".join(lines) + "\n"
+
+
+def _size_mb(path: Path) -> float:
+    extra = Path(str(path) + ".data")
+    return (path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)) / 1e6
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                      onnx: bool = True, fp16: bool = True, trt: bool = False, input_dtype: str = "float32",
+                      probs: bool = False, opset: int = DEFAULT_OPSET, batch: str = "1,8,32",
+                      workspace_gb: float = 4.0, images: str | os.PathLike | None = None, max_images: int = 200,
+                      triton: str | os.PathLike | None = None, gates: dict[str, Gate] | None = None,
+                      latency: bool = True, echo=print) -> ExportReport:
+    """Export and verify; the report says PASS only when every requested artifact passes its gate."""
+    ckpt = load_checkpoint(checkpoint)
+    gates = {**GATES, **(gates or {})}
+    out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (onnx or fp16 or trt):
+        raise CatmoodError("nothing to export: ask for --onnx, --fp16 and/or --trt")
+    trt_problem = None
+    if trt:
+        from .tensorrt import parse_batch_profile, tensorrt_unavailable
+
+        parse_batch_profile(batch)
+        trt_problem = tensorrt_unavailable()
+
+    seed = int(ckpt.config.get("seed", 0))
+    parity_images = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
+                                   seed=seed, max_images=max_images)
+    echo(f"parity images: {len(parity_images.frames)} from {parity_images.source}")
+    report = ExportReport(ckpt.path, out, parity_images.source, len(parity_images.frames))
+
+    reference = TorchBackend(ckpt, device="cpu", fp16=False)
+    ref_logits = run_logits(reference, parity_images.frames)
+    ref_row = FormatResult("pytorch", ckpt.path, "fp32", reference.device, _size_mb(ckpt.path))
+    if parity_images.labels is not None:
+        ref_row.accuracy = float((ref_logits.argmax(1) == parity_images.labels).mean())
+    if latency:
+        ref_row.latency_ms = batch1_latency_ms(reference, parity_images.frames[0])
+    report.results.append(ref_row)
+
+    def check(fmt: str, path: Path, precision: str, classifier: Classifier | None = None) -> FormatResult:
+        classifier = classifier or load_classifier(path)
+        logits = run_logits(classifier, parity_images.frames)
+        parity = compare(ref_logits, logits, parity_images, ckpt.spec.class_names)
+        row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gates[precision],
+                           parity.accuracy)
+        if latency:
+            row.latency_ms = batch1_latency_ms(classifier, parity_images.frames[0])
+        verdict = "PASS" if row.passed else "FAIL"
+        echo(f"{fmt}: max |logit diff| {parity.max_logit_diff:.2e}, agreement {parity.agreement:.2%}, "
+             f"{len(parity.flips)} flip(s) -> {verdict} ({row.gate.describe()})")
+        return row
+
+    suffix = ".uint8" if input_dtype == "uint8" else ""
+    onnx_path = out / f"model{suffix}.onnx"
+    if onnx or fp16 or (trt and not trt_problem):
+        echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {onnx_path}")
+        export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset)
+        report.results.append(check("onnx", onnx_path, "fp32"))
+    if fp16:
+        fp16_path = out / f"model{suffix}.fp16.onnx"
+        echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {fp16_path}")
+        export_fp16(onnx_path, fp16_path)
+        report.results.append(check("onnx-fp16", fp16_path, "fp16"))
+    if trt:
+        if trt_problem:
+            report.errors.append(f"--trt: {trt_problem}")
+            echo(f"catmood: error: --trt: {trt_problem} (the other formats were exported)")
+        else:
+            report.results.append(_tensorrt(onnx_path, out / f"model{suffix}.fp16.engine", batch, workspace_gb,
+                                            check, echo))
+    if triton:
+        from .triton import write_triton_repository
+
+        profile_max = int(str(batch).split(",")[-1])
+        report.triton = write_triton_repository(triton, onnx_path, load_classifier(onnx_path).spec,
+                                                outputs=["logits", "probs"] if probs else ["logits"],
+                                                max_batch=profile_max)
+        echo(f"Triton model repository: {report.triton}")
+
+    atomic_write_json(out / "export_report.json", report.to_dict())
+    atomic_write_text(out / "export_report.md", report.markdown())
+    echo("")
+    echo(report.table())
+    for row in report.results:
+        if row.parity is not None and row.parity.flips:
+            shown = ", ".join(f"{f['image']} ({f['pytorch']} -> {f['artifact']})" for f in row.parity.flips[:10])
+            more = f" and {len(row.parity.flips) - 10} more" if len(row.parity.flips) > 10 else ""
+            echo(f"{row.format} flips: {shown}{more}")
+    echo(f"report: {out / 'export_report.md'} | verdict: {'PASS' if report.passed else 'FAIL'}")
+    return report
+
+
+def _tensorrt(onnx_path: Path, engine_path: Path, batch: str, workspace_gb: float, check, echo) -> FormatResult:
+    """Build, gate; on a failed gate rebuild once with precision-sensitive layers pinned to FP32."""
+    from .tensorrt import build_engine
+
+    build_engine(onnx_path, engine_path, batch=batch, workspace_gb=workspace_gb, echo=echo)
+    row = check("tensorrt-fp16", engine_path, "fp16")
+    if row.passed:
+        return row
+    echo("TensorRT FP16 failed the parity gate: rebuilding with LayerNorm/softmax/reductions in FP32")
+    build_engine(onnx_path, engine_path, batch=batch, workspace_gb=workspace_gb, fp32_sensitive=True, echo=echo)
+    retry = check("tensorrt-fp16", engine_path, "fp16")
+    retry.notes.append(f"first build failed the gate (agreement {row.parity.agreement:.2%}, max |logit diff| "
+                       f"{row.parity.max_logit_diff:.2e}); rebuilt with normalisation/softmax/reduce layers in FP32")
+    return retry

@@ -1,0 +1,151 @@
+"""The parity gate: every exported artifact against the PyTorch model, on real images.
+
+Each image goes the way it will at run time (read with OpenCV, `catmood.preprocess` with the artifact's
+own spec) into the artifact, and the way training evaluated it into the PyTorch model (FP32, CPU). The
+gate compares logits and probabilities, top-1 agreement, and lists every image whose label flips.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..backends.base import Classifier, softmax
+from ..data.images import is_image_name
+from ..errors import CatmoodError
+from ..preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Pass when the max |logit difference| is within `max_logit_diff` (None: not checked) and top-1
+    agreement with PyTorch is at least `min_agreement`."""
+
+    max_logit_diff: float | None
+    min_agreement: float
+
+    def describe(self) -> str:
+        parts = [f"agreement >= {self.min_agreement:.1%}"]
+        if self.max_logit_diff is not None:
+            parts.insert(0, f"max abs logit diff <= {self.max_logit_diff:g}")  # no pipes: it sits in a markdown table
+        return ", ".join(parts)
+
+
+GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995)}
+
+
+@dataclass
+class ParityImages:
+    frames: list[np.ndarray]          # BGR, as the runtime reads them
+    names: list[str]
+    labels: list[int] | None          # class indices when known
+    source: str
+
+
+def collect_images(class_names: tuple[str, ...], *, images_dir: str | os.PathLike | None = None,
+                   dataset: str | os.PathLike | None = None, seed: int = 0, max_images: int = 200) -> ParityImages:
+    """Real images for the gate: `images_dir`, else the validation split of `dataset`, else generated."""
+    if images_dir is not None:
+        root = Path(images_dir)
+        if not root.is_dir():
+            raise CatmoodError(f"{root}: --images folder not found")
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))[:max_images]
+        if not paths:
+            raise CatmoodError(f"{root}: no images found")
+        known = {name: i for i, name in enumerate(class_names)}
+        labels = [known.get(p.parent.name.strip()) for p in paths]
+        return _read(paths, [str(p.relative_to(root)) for p in paths],
+                     labels if all(label is not None for label in labels) else None, f"images in {root}")
+    if dataset is not None and Path(dataset).is_dir():
+        from ..data.layouts import discover_dataset
+
+        index = discover_dataset(dataset, seed=seed, check_images=False)
+        samples = index.splits.get("valid") or []
+        if samples and tuple(index.class_names) == tuple(class_names):
+            samples = _spread(samples, max_images)
+            return _read([s.path for s in samples], [str(s.path.relative_to(index.root)) for s in samples],
+                         [s.label for s in samples], f"validation split of {index.root}")
+    from ..data.synth import DEFAULT_MOODS, render_cat
+
+    rng = np.random.default_rng(seed)
+    count = min(max_images, 64)
+    frames = [render_cat(rng, DEFAULT_MOODS[i % len(DEFAULT_MOODS)], 256) for i in range(count)]
+    return ParityImages(frames, [f"generated_{i:03d}" for i in range(count)], None,
+                        "generated cat faces (no dataset recorded in the checkpoint or found)")
+
+
+def _spread(samples, limit: int):
+    """Up to `limit` samples, taken evenly so every class is represented."""
+    if len(samples) <= limit:
+        return list(samples)
+    step = len(samples) / limit
+    return [samples[int(i * step)] for i in range(limit)]
+
+
+def _read(paths, names, labels, source) -> ParityImages:
+    frames, kept_names, kept_labels = [], [], []
+    for i, path in enumerate(paths):
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            continue  # the dataset checks report unreadable files; the gate just needs real pictures
+        frames.append(frame)
+        kept_names.append(names[i])
+        if labels is not None:
+            kept_labels.append(labels[i])
+    if not frames:
+        raise CatmoodError(f"none of the images from {source} could be read")
+    return ParityImages(frames, kept_names, kept_labels if labels is not None else None, source)
+
+
+def run_logits(classifier: Classifier, frames: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Logits of every frame, preprocessed with the classifier's own spec, in batches."""
+    out = [classifier.logits(preprocess(frames[i:i + batch_size], classifier.spec))
+           for i in range(0, len(frames), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def batch1_latency_ms(classifier: Classifier, frame: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall time of one batch-1 inference (preprocessed input), after warm-up."""
+    x = preprocess(frame, classifier.spec)
+    for _ in range(warmup):
+        classifier.logits(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.logits(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+@dataclass
+class Parity:
+    max_logit_diff: float
+    mean_logit_diff: float
+    max_prob_diff: float
+    mean_prob_diff: float
+    agreement: float
+    flips: list[dict] = field(default_factory=list)
+    accuracy: float | None = None
+
+    def passes(self, gate: Gate) -> bool:
+        if gate.max_logit_diff is not None and not self.max_logit_diff <= gate.max_logit_diff:
+            return False
+        return self.agreement >= gate.min_agreement
+
+
+def compare(reference: np.ndarray, logits: np.ndarray, images: ParityImages, class_names) -> Parity:
+    if reference.shape != logits.shape:
+        raise CatmoodError(f"artifact gives logits of shape {logits.shape}, PyTorch {reference.shape}")
+    diff = np.abs(reference - logits)
+    prob_diff = np.abs(softmax(reference) - softmax(logits))
+    ref_top, top = reference.argmax(1), logits.argmax(1)
+    flips = [dict(image=images.names[i], pytorch=class_names[ref_top[i]], artifact=class_names[top[i]])
+             for i in np.flatnonzero(ref_top != top)]
+    accuracy = float((top == np.asarray(images.labels)).mean()) if images.labels is not None else None
+    return Parity(float(diff.max()), float(diff.mean()), float(prob_diff.max()), float(prob_diff.mean()),
+                  float((ref_top == top).mean()), flips, accuracy)
