@@ -184,6 +184,45 @@ def _cmd_export(args) -> int:
     return 0 if report.passed else 1
 
 
+def _add_run(sub) -> None:
+    run = sub.add_parser("run", help="classify camera, video, stream or image frames in real time",
+                         description="MODEL is a .onnx, an .engine (with its sidecar) or a checkpoint; its spec "
+                                     "gives preprocessing and labels.")
+    run.add_argument("model", type=Path)
+    run.add_argument("--source", required=True, help="camera index (0), video file, rtsp/http URL, image, folder "
+                                                     "or glob")
+    run.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    run.add_argument("--faces", action="store_true", help="classify each detected cat face (Haar cascades)")
+    run.add_argument("--out", help="write the annotated video (mp4v)")
+    run.add_argument("--events", help="write one JSON line per frame")
+    run.add_argument("--show", action="store_true", help="show a window when a display exists (q quits)")
+    run.add_argument("--realtime", action="store_true", help="files: pace at native fps, drop late frames")
+    run.add_argument("--smooth", type=float, default=0.4, help="EMA weight of the newest frame (1: no smoothing)")
+    run.add_argument("--hold", type=float, default=0.5, help="seconds a new label must lead before it shows")
+    run.add_argument("--threshold", type=float, default=0.5, help="below this confidence: 'uncertain'")
+    run.add_argument("--detect-every", type=int, default=1, help="run the face detector every N frames")
+    run.add_argument("--max-frames", type=int)
+    run.add_argument("--summary", type=Path, metavar="JSON", help="also write the run summary as JSON")
+    run.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from .fileio import atomic_write_json
+    from .runtime.pipeline import RuntimeOptions, run_pipeline
+
+    options = RuntimeOptions(faces=args.faces, alpha=args.smooth, hold_s=args.hold, threshold=args.threshold,
+                             detect_every=max(1, args.detect_every), realtime=args.realtime, show=args.show,
+                             out=args.out, events=args.events, max_frames=args.max_frames)
+    summary = run_pipeline(args.model, args.source, options, backend=args.backend, device=args.device)
+    if args.summary:
+        atomic_write_json(args.summary, summary.to_dict())
+    for name, path in (("video", summary.out), ("events", summary.events)):
+        if path:
+            print(f"{name}: {path}")
+    return 130 if summary.interrupted else 0
+
+
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole product on synthetic data, offline")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
@@ -207,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train(sub)
     _add_export(sub)
+    _add_run(sub)
     _add_demo(sub)
     return parser
 

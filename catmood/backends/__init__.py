@@ -35,4 +35,34 @@ def load_classifier(path: str | os.PathLike, *, providers: list[str] | None = No
                        "an ONNX model (.onnx) or a TensorRT engine (.engine)")
 
 
-__all__ = ["Classifier", "load_classifier", "softmax"]
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def select_classifier(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Classifier:
+    """`--backend auto`: the fastest way this machine has to run the artifact.
+
+    A checkpoint runs in PyTorch (CUDA with FP16 autocast when there is a GPU); an ONNX model in ONNX
+    Runtime with TensorRT, then CUDA, then CPU providers, as installed; an engine in TensorRT. `device cpu`
+    keeps everything on the CPU.
+    """
+    if backend not in BACKENDS:
+        raise CatmoodError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    path = Path(path)
+    if not path.exists():
+        raise CatmoodError(f"{path}: model not found")
+    suffix = path.suffix.lower()
+    kind = "torch" if suffix in (".pt", ".pth") or path.is_dir() else "onnxruntime" if suffix == ".onnx" \
+        else "tensorrt" if suffix in ENGINE_SUFFIXES else None
+    if kind is None:
+        return load_classifier(path)  # raises the clear unknown-kind error
+    if backend == "tensorrt" and kind == "onnxruntime":
+        return load_classifier(path, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    if backend not in ("auto", kind):
+        hint = "export it first: catmood export CHECKPOINT" if kind == "torch" else f"use --backend {kind}"
+        raise CatmoodError(f"{path}: a {kind} artifact cannot run with --backend {backend}; {hint}")
+    if kind == "onnxruntime" and device == "cpu":
+        return load_classifier(path, providers=["CPUExecutionProvider"])
+    return load_classifier(path, device=device)
+
+
+__all__ = ["BACKENDS", "Classifier", "load_classifier", "select_classifier", "softmax"]

@@ -34,13 +34,15 @@ def current_target() -> EngineTarget:
 class TensorRTBackend(Classifier):
     name = "tensorrt"
 
-    def __init__(self, engine: str | os.PathLike):
-        import torch
-
+    def __init__(self, engine: str | os.PathLike, here: EngineTarget | None = None):
+        """`here`: this machine's GPU and TensorRT (found out when not given); checked against the sidecar
+        before anything is loaded."""
         self.path = Path(engine)
         self.spec, self.sidecar = read_sidecar(self.path)
-        here = current_target()
+        here = here or current_target()
         check_engine_target(self.path, self.sidecar, here)
+        import torch
+
         trt = import_tensorrt()
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
