@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +84,8 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 class _VideoOut:
-    """mp4v writer at the source's fps and first frame's size, finished by rename so a half video is never
-    taken for a whole one."""
+    """mp4v writer at the source's fps and first frame's size. Encoding runs on its own thread so it
+    overlaps inference; the file is finished by rename so a half video is never taken for a whole one."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = path
@@ -93,13 +95,22 @@ class _VideoOut:
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             raise CatmoodError(f"{path}: cannot write an mp4v video there")
+        self.pending: queue.Queue = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._encode, name="encode video", daemon=True)
+        self.thread.start()
+
+    def _encode(self) -> None:
+        while (image := self.pending.get()) is not None:
+            if (image.shape[1], image.shape[0]) != self.size:  # streams may change frame size mid-way
+                image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+            self.writer.write(image)
 
     def write(self, image: np.ndarray) -> None:
-        if (image.shape[1], image.shape[0]) != self.size:  # streams may change frame size mid-way
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
-        self.writer.write(image)
+        self.pending.put(image)  # the frame is not touched again by the loop; no copy needed
 
     def close(self) -> None:
+        self.pending.put(None)
+        self.thread.join()
         self.writer.release()
         os.replace(self.tmp, self.path)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ class VideoFileSource(FrameSource):
         self.realtime = realtime
 
     def __iter__(self) -> Iterator[Frame]:
+        if not self.realtime:
+            yield from self._prefetched()
+            return
         period = 1.0 / self.fps if self.fps else 1 / 30
         index = 0
         started = time.perf_counter()
@@ -107,6 +111,45 @@ class VideoFileSource(FrameSource):
                 return
             yield Frame(image, index, index * period, (time.perf_counter() - t0) * 1000)
             index += 1
+
+    def _prefetched(self) -> Iterator[Frame]:
+        """Every frame in order, decoded on a thread a few frames ahead, so decoding overlaps inference."""
+        period = 1.0 / self.fps if self.fps else 1 / 30
+        frames: queue.Queue = queue.Queue(maxsize=4)
+        stop = threading.Event()
+
+        def decode() -> None:
+            try:
+                while not stop.is_set():
+                    ok, image = self.capture.read()
+                    item = image if ok and image is not None else None
+                    while not stop.is_set():
+                        try:
+                            frames.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if item is None:
+                        return
+            except Exception as exc:  # surface decoder failures in the consumer, not a dead thread
+                frames.put(exc)
+
+        reader = threading.Thread(target=decode, name=f"decode {self.name}", daemon=True)
+        reader.start()
+        try:
+            index = 0
+            while True:
+                t0 = time.perf_counter()
+                item = frames.get()
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    raise SourceError(f"{self.name}: decoding failed at frame {index} ({item})")
+                yield Frame(item, index, index * period, (time.perf_counter() - t0) * 1000)
+                index += 1
+        finally:
+            stop.set()
+            reader.join(timeout=5)
 
     def close(self) -> None:
         self.capture.release()
