@@ -223,6 +223,37 @@ def _cmd_run(args) -> int:
     return 130 if summary.interrupted else 0
 
 
+def _add_bench(sub) -> None:
+    bench = sub.add_parser("bench", help="latency and throughput per backend and batch, end-to-end fps, accuracy",
+                           description="Every backend this machine has for each MODEL (.pt, .onnx, .engine): "
+                                       "warm-up, synchronisation, every iteration timed, p50/p90/p99.")
+    bench.add_argument("models", nargs="+", type=Path, metavar="MODEL")
+    bench.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8,32")
+    bench.add_argument("--iterations", type=int, default=50, help="timed iterations per measurement (max)")
+    bench.add_argument("--max-seconds", type=float, default=10.0, help="time budget per measurement")
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--device", default="auto", help="auto or cpu")
+    bench.add_argument("--video", help="also run the real pipeline on this source (end-to-end fps)")
+    bench.add_argument("--max-frames", type=int, default=300, help="frames of --video to run")
+    bench.add_argument("--data", help="also report top-1 accuracy per format on this dataset's valid split")
+    bench.add_argument("--compile", action="store_true", help="on CUDA also time torch.compile (slow to start)")
+    bench.add_argument("--out", type=Path, default=Path("bench"), help="folder for bench.json/.md/.png")
+    bench.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from .runtime.benchmark import benchmark, parse_batches, write_report
+
+    report = benchmark(args.models, batches=parse_batches(args.batch), warmup=args.warmup,
+                       iterations=args.iterations, max_seconds=args.max_seconds, device=args.device,
+                       video=args.video, data=args.data, max_frames=args.max_frames, compile_cuda=args.compile)
+    print("")
+    print(report.table())
+    paths = write_report(report, args.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole product on synthetic data, offline")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
@@ -247,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_run(sub)
+    _add_bench(sub)
     _add_demo(sub)
     return parser
 

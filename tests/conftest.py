@@ -85,3 +85,38 @@ def make_shapes_dataset(root: Path, per_split=(("train", 24), ("valid", 8), ("te
 @pytest.fixture(scope="session")
 def shapes_data(tmp_path_factory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def models(shapes_data, tmp_path_factory):
+    """A tiny trained model exported with float and uint8 inputs."""
+    from catmood.export.pipeline import export_checkpoint
+    from catmood.training.config import resolve_config
+    from catmood.training.loop import train
+
+    out = tmp_path_factory.mktemp("rt")
+    config = resolve_config("finetune", None, dict(data=str(shapes_data), out=str(out / "run"), model="test_resnet",
+                                                   pretrained=False, epochs=3, batch_size=8, lr=3e-3, workers=0,
+                                                   input_size=48, augment="none"))
+    train(config, progress=False, echo=lambda *a: None)
+    export_checkpoint(out / "run/best.pt", out / "export", onnx=True, fp16=False, latency=False, echo=lambda *a: None)
+    export_checkpoint(out / "run/best.pt", out / "export", onnx=True, fp16=False, input_dtype="uint8",
+                      latency=False, echo=lambda *a: None)
+    return out / "run/best.pt", out / "export/model.onnx", out / "export/model.uint8.onnx"
+
+
+def write_video(path: Path, frames: int, size=(160, 120), fps: float = 12.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        writer.write(natural_image(size[1], size[0], seed=i % 7))
+    writer.release()
+    return path
+
+
+def frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n

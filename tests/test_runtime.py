@@ -11,50 +11,16 @@ import pytest
 
 from catmood import cli
 from catmood.backends import Classifier, select_classifier
-from catmood.export.pipeline import export_checkpoint
 from catmood.metadata import ArtifactError, EngineTarget
 from catmood.runtime.decisions import UNCERTAIN, MoodSmoother
 from catmood.runtime.faces import FaceTracker, HaarCatFaceDetector, iou, merge_boxes, padded_box
 from catmood.runtime.pipeline import RuntimeOptions, run_pipeline
 from catmood.runtime.sources import LiveSource, SourceError, open_source
-from catmood.training.config import resolve_config
-from catmood.training.loop import train
 
-from conftest import natural_image
+from conftest import frame_count, natural_image, write_video
 
 CHELSEA = Path(__file__).parent / "data" / "chelsea.png"
 QUIET = dict(echo=lambda *a: None)
-
-
-@pytest.fixture(scope="module")
-def models(shapes_data, tmp_path_factory):
-    """A tiny trained model exported with float and uint8 inputs."""
-    out = tmp_path_factory.mktemp("rt")
-    config = resolve_config("finetune", None, dict(data=str(shapes_data), out=str(out / "run"), model="test_resnet",
-                                                   pretrained=False, epochs=3, batch_size=8, lr=3e-3, workers=0,
-                                                   input_size=48, augment="none"))
-    train(config, progress=False, **QUIET)
-    export_checkpoint(out / "run/best.pt", out / "export", onnx=True, fp16=False, latency=False, **QUIET)
-    export_checkpoint(out / "run/best.pt", out / "export", onnx=True, fp16=False, input_dtype="uint8",
-                      latency=False, **QUIET)
-    return out / "run/best.pt", out / "export/model.onnx", out / "export/model.uint8.onnx"
-
-
-def write_video(path: Path, frames: int, size=(160, 120), fps: float = 12.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(frames):
-        writer.write(natural_image(size[1], size[0], seed=i % 7))
-    writer.release()
-    return path
-
-
-def frame_count(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    capture.release()
-    return n
 
 
 def test_video_file_gives_one_event_per_frame_and_a_video_as_long(models, tmp_path):
