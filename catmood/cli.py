@@ -258,13 +258,14 @@ def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole product on synthetic data, offline")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
     demo.add_argument("--force", action="store_true", help="redo every step instead of reusing what is there")
-    demo.set_defaults(func=lambda args: (_run_demo(args), 0)[1])
+    demo.set_defaults(func=_cmd_demo)
 
 
-def _run_demo(args) -> None:
+def _cmd_demo(args) -> int:
     from .demo import run_demo
 
     run_demo(args.out, force=args.force)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,22 +108,25 @@ def test_stream_drops_reconnects_and_survives_a_new_frame_size(models, tmp_path)
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == summary.frames
 
 
+class SlowModel(Classifier):
+    """A real model that takes `seconds` longer per batch: a slow consumer for the sources."""
+
+    name, device = "slow", "cpu"
+
+    def __init__(self, inner, seconds: float):
+        self.inner, self.spec, self.seconds = inner, inner.spec, seconds
+
+    def logits(self, batch):
+        time.sleep(self.seconds)
+        return self.inner.logits(batch)
+
+
 def test_live_reader_keeps_only_the_newest_frame(models):
     _, onnx_model, _ = models
 
-    class SlowModel(Classifier):
-        name, device = "slow", "cpu"
-
-        def __init__(self, inner):
-            self.inner, self.spec = inner, inner.spec
-
-        def logits(self, batch):
-            time.sleep(0.03)
-            return self.inner.logits(batch)
-
     frames = [natural_image(60, 80, seed=i % 5) for i in range(60)]
     source = LiveSource(0, "camera 0", "camera", lambda t: FakeCapture(list(frames)), reconnect=False)
-    summary = run_pipeline(SlowModel(select_classifier(onnx_model)), source, RuntimeOptions(), **QUIET)
+    summary = run_pipeline(SlowModel(select_classifier(onnx_model), 0.03), source, RuntimeOptions(), **QUIET)
     assert summary.dropped > 0 and summary.frames + summary.dropped == 60  # no growing delay: stale frames dropped
 
 
@@ -131,17 +134,7 @@ def test_realtime_pacing_drops_late_frames_of_a_file(models, tmp_path):
     _, onnx_model, _ = models
     video = write_video(tmp_path / "fast.mp4", 40, fps=200.0)
 
-    class SlowModel(Classifier):
-        name, device = "slow", "cpu"
-
-        def __init__(self, inner):
-            self.inner, self.spec = inner, inner.spec
-
-        def logits(self, batch):
-            time.sleep(0.02)
-            return self.inner.logits(batch)
-
-    model = SlowModel(select_classifier(onnx_model))
+    model = SlowModel(select_classifier(onnx_model), 0.02)
     paced = run_pipeline(model, str(video), RuntimeOptions(realtime=True), **QUIET)
     assert paced.dropped > 0 and paced.frames + paced.dropped <= 40
     every = run_pipeline(model, str(video), RuntimeOptions(), **QUIET)
