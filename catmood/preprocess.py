@@ -121,5 +121,11 @@ def preprocess(frames: np.ndarray | Sequence[np.ndarray], spec: ModelSpec, *, in
         for i, crop in enumerate(crops):
             batch[i] = crop if input_order == "BGR" else crop[:, :, ::-1]
         return batch
-    batch = np.stack(crops)
-    return normalize(batch, spec, input_order=input_order, out=out)
+    if out is None:
+        return normalize(np.stack(crops), spec, input_order=input_order)
+    shape = (len(crops), 3, size, size)
+    if out.shape != shape or out.dtype != np.float32:
+        raise CatmoodError(f"output buffer must be float32 {shape}, got {out.dtype} {out.shape}")
+    for i, crop in enumerate(crops):  # straight into the caller's buffer: no batch copy per frame
+        normalize(crop[None], spec, input_order=input_order, out=out[i:i + 1])
+    return out
