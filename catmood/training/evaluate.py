@@ -66,6 +66,18 @@ def predict(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
+def evaluate_samples(model: torch.nn.Module, samples, spec, device: torch.device, *, batch_size: int = 32,
+                     workers: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics, logits, labels) of `model` on dataset samples through the evaluation transform, in FP32:
+    the one evaluation that training's final report, `catmood eval` and the export reference all share."""
+    from ..data.torch_dataset import ImageDataset, make_loader
+    from ..data.transforms import EvalTransform
+
+    loader = make_loader(ImageDataset(samples, EvalTransform(spec)), batch_size, workers)
+    logits, labels = predict(model, loader, device)
+    return classification_metrics(labels, logits.argmax(1), spec.class_names), logits, labels
+
+
 def format_metrics(metrics: dict, title: str) -> str:
     low, high = metrics["accuracy_ci95"]
     lines = [f"{title}: {metrics['n']} images, accuracy {metrics['accuracy']:.1%} "
@@ -88,8 +100,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     """Metrics of a checkpoint on a split of a dataset (by default the one it was trained on)."""
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data.layouts import discover_dataset
-    from ..data.torch_dataset import ImageDataset, make_loader
-    from ..data.transforms import EvalTransform
     from ..errors import CatmoodError
     from .devices import pick_device
 
@@ -107,8 +117,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         raise CatmoodError(f"{data}: has no {split} split (it has {', '.join(index.splits)})")
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
-    loader = make_loader(ImageDataset(index.splits[split], EvalTransform(ckpt.spec)), batch_size, workers)
-    logits, labels = predict(model, loader, dev)
-    metrics = classification_metrics(labels, logits.argmax(1), ckpt.spec.class_names)
+    metrics, _, _ = evaluate_samples(model, index.splits[split], ckpt.spec, dev, batch_size=batch_size,
+                                     workers=workers)
     metrics["split"] = split
     return metrics

@@ -30,7 +30,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..preprocess import resize_and_crop
 from .config import TrainConfig, dump_yaml
 from .devices import amp_dtype, pick_device
-from .evaluate import classification_metrics, format_metrics, predict
+from .evaluate import classification_metrics, evaluate_samples, format_metrics, predict
 from .models import create_model
 from .plots import plot_confusion, plot_curves, plot_predictions
 
@@ -236,8 +236,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, progr
         trainable: nn.Module = model.head
         loader_workers = 0
     else:
-        augment = "none" if config.freeze_backbone and config.augment == "none" else config.augment
-        train_set = ImageDataset(train_samples, train_transform(spec, augment))
+        train_set = ImageDataset(train_samples, train_transform(spec, config.augment))
         val_set = ImageDataset(val_samples, EvalTransform(spec))
         trainable = model
         loader_workers = workers
@@ -393,17 +392,17 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, progr
 
 def _final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: list[dict], device, workers: int,
                       say) -> dict:
-    """The best checkpoint on valid (used to pick it) and test (unseen), plots, metrics.json, summary."""
+    """The best checkpoint on valid (used to pick it) and test (unseen), in FP32 as `catmood eval` measures
+    it, then plots, metrics.json and the summary."""
     best = load_checkpoint(run_dir / "best.pt")
     model = model_from_checkpoint(best).to(device)
     final, predictions = {}, {}
     for split in ("valid", "test"):
         if split not in index.splits:
             continue
-        loader = make_loader(ImageDataset(index.splits[split], EvalTransform(spec)), config.eval_batch_size, workers)
-        logits, labels = predict(model, loader, device, amp_dtype(device, config.amp))
-        final[split] = classification_metrics(labels, logits.argmax(1), spec.class_names)
-        predictions[split] = (logits, labels)
+        metrics, logits, labels = evaluate_samples(model, index.splits[split], spec, device,
+                                                   batch_size=config.eval_batch_size, workers=workers)
+        final[split], predictions[split] = metrics, (logits, labels)
     final["valid"]["note"] = "used to choose the best epoch: optimistic, not an unseen-data estimate"
     if "test" in final:
         final["test"]["note"] = "unseen during training and model selection"
