@@ -7,7 +7,8 @@ import pytest
 from catmood import cli
 from catmood.checkpoint import load_checkpoint
 from catmood.errors import CatmoodError
-from catmood.runtime.benchmark import benchmark, latency_stats, parse_batches, time_it, write_report
+from catmood.runtime.benchmark import benchmark, parse_batches, write_report
+from catmood.timing import latency_stats, time_it
 
 from conftest import write_video
 

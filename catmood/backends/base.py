@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..preprocess import preprocess
 from ..spec import ModelSpec
 
 
@@ -23,6 +24,11 @@ class Classifier:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def logits_of_frames(self, frames, batch_size: int = 16) -> np.ndarray:
+        """Logits of OpenCV frames (any sizes), preprocessed with this model's own spec, in batches."""
+        out = [self.logits(preprocess(frames[i:i + batch_size], self.spec)) for i in range(0, len(frames), batch_size)]
+        return np.concatenate(out).astype(np.float32, copy=False)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, N x K, in `spec.class_names` order."""

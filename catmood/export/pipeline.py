@@ -16,7 +16,7 @@ from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
 from .onnx import DEFAULT_OPSET, export_fp16, export_onnx
-from .verify import GATES, Gate, Parity, batch1_latency_ms, collect_images, compare, run_logits
+from .verify import GATES, Gate, Parity, batch1_latency_ms, collect_images, compare
 
 
 @dataclass
@@ -145,7 +145,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     report = ExportReport(ckpt.path, out, parity_images.source, len(parity_images.frames))
 
     reference = TorchBackend(ckpt, device="cpu", fp16=False)
-    ref_logits = run_logits(reference, parity_images.frames)
+    ref_logits = reference.logits_of_frames(parity_images.frames)
     ref_row = FormatResult("pytorch", ckpt.path, "fp32", reference.device, _size_mb(ckpt.path))
     if parity_images.labels is not None:
         ref_row.accuracy = float((ref_logits.argmax(1) == parity_images.labels).mean())
@@ -155,7 +155,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
 
     def check(fmt: str, path: Path, precision: str, classifier: Classifier | None = None) -> FormatResult:
         classifier = classifier or load_classifier(path)
-        logits = run_logits(classifier, parity_images.frames)
+        logits = classifier.logits_of_frames(parity_images.frames)
         parity = compare(ref_logits, logits, parity_images, ckpt.spec.class_names)
         row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gates[precision],
                            parity.accuracy)

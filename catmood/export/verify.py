@@ -8,7 +8,6 @@ gate compares logits and probabilities, top-1 agreement, and lists every image w
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..backends.base import Classifier, softmax
 from ..data.images import is_image_name
 from ..errors import CatmoodError
 from ..preprocess import preprocess
+from ..timing import time_it
 
 
 @dataclass(frozen=True)
@@ -102,24 +102,11 @@ def _read(paths, names, labels, source) -> ParityImages:
     return ParityImages(frames, kept_names, kept_labels if labels is not None else None, source)
 
 
-def run_logits(classifier: Classifier, frames: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """Logits of every frame, preprocessed with the classifier's own spec, in batches."""
-    out = [classifier.logits(preprocess(frames[i:i + batch_size], classifier.spec))
-           for i in range(0, len(frames), batch_size)]
-    return np.concatenate(out).astype(np.float32)
-
-
 def batch1_latency_ms(classifier: Classifier, frame: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
     """Median wall time of one batch-1 inference (preprocessed input), after warm-up."""
     x = preprocess(frame, classifier.spec)
-    for _ in range(warmup):
-        classifier.logits(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        classifier.logits(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    samples = time_it(lambda: classifier.logits(x), warmup=warmup, iterations=repeats, max_seconds=float("inf"))
+    return float(np.median(samples))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,27 +21,7 @@ from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..preprocess import preprocess
-
-
-@dataclass
-class LatencyStats:
-    n: int
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    min_ms: float
-    images_per_s: float
-
-
-def latency_stats(samples_ms, batch: int) -> LatencyStats:
-    """Statistics of per-iteration times (ms) for `batch` images per iteration."""
-    array = np.asarray(samples_ms, dtype=np.float64)
-    if array.size == 0:
-        raise CatmoodError("no timing samples")
-    mean = float(array.mean())
-    return LatencyStats(int(array.size), mean, float(np.percentile(array, 50)), float(np.percentile(array, 90)),
-                        float(np.percentile(array, 99)), float(array.min()), batch * 1000.0 / mean)
+from ..timing import LatencyStats, latency_stats, time_it
 
 
 @dataclass
@@ -175,23 +154,6 @@ def make_input(spec, batch: int, seed: int = 0) -> np.ndarray:
     frames = [rng.integers(0, 256, (spec.input_size + 32, spec.input_size + 32, 3), dtype=np.uint8)
               for _ in range(batch)]
     return preprocess(frames, spec)
-
-
-def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None) -> list[float]:
-    """Per-iteration wall times (ms) after `warmup` runs; stops at `iterations` or `max_seconds`."""
-    for _ in range(warmup):
-        run()
-    if sync:
-        sync()
-    samples = []
-    deadline = time.perf_counter() + max_seconds
-    while len(samples) < iterations and (time.perf_counter() < deadline or len(samples) < 3):
-        start = time.perf_counter()
-        run()
-        if sync:
-            sync()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 def _cuda_event_ms(model, x, precision: str, warmup: int, iterations: int) -> float:
@@ -333,8 +295,9 @@ def split_accuracy(classifier: Classifier, data, batch_size: int = 16) -> tuple[
         chunk = samples[i:i + batch_size]
         frames = [cv2.imread(str(s.path)) for s in chunk]
         pairs = [(f, s.label) for f, s in zip(frames, chunk) if f is not None]
-        probs = classifier.predict(preprocess([f for f, _ in pairs], classifier.spec))
-        correct += int((probs.argmax(1) == np.array([label for _, label in pairs])).sum())
+        if pairs:  # unreadable images count as wrong
+            logits = classifier.logits_of_frames([f for f, _ in pairs], batch_size)
+            correct += int((logits.argmax(1) == np.array([label for _, label in pairs])).sum())
     return correct / max(len(samples), 1), len(samples), "valid"
 
 

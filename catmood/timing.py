@@ -1,0 +1,50 @@
+"""Timing done carefully: warm-up, optional device synchronisation, every iteration timed, bounded by an
+iteration count and a time budget; percentiles, not just means. Shared by the export report's latency
+column and `catmood bench`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CatmoodError
+
+
+@dataclass
+class LatencyStats:
+    n: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    images_per_s: float
+
+
+def latency_stats(samples_ms, batch: int) -> LatencyStats:
+    """Statistics of per-iteration times (ms) for `batch` images per iteration."""
+    array = np.asarray(samples_ms, dtype=np.float64)
+    if array.size == 0:
+        raise CatmoodError("no timing samples")
+    mean = float(array.mean())
+    return LatencyStats(int(array.size), mean, float(np.percentile(array, 50)), float(np.percentile(array, 90)),
+                        float(np.percentile(array, 99)), float(array.min()), batch * 1000.0 / mean)
+
+
+def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None) -> list[float]:
+    """Per-iteration wall times (ms) after `warmup` runs; stops at `iterations` or `max_seconds`."""
+    for _ in range(warmup):
+        run()
+    if sync:
+        sync()
+    samples = []
+    deadline = time.perf_counter() + max_seconds
+    while len(samples) < iterations and (time.perf_counter() < deadline or len(samples) < 3):
+        start = time.perf_counter()
+        run()
+        if sync:
+            sync()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
