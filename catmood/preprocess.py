@@ -96,6 +96,13 @@ def normalize(batch: np.ndarray, spec: ModelSpec, input_order: str = "BGR",
     return out
 
 
+def input_shape(spec: ModelSpec, n: int) -> tuple[int, int, int, int]:
+    """Shape of a batch of `n` model inputs: N x S x S x 3 for raw-frame graphs, N x 3 x S x S otherwise
+    (the dtype is `spec.input_dtype`)."""
+    size = spec.input_size
+    return (n, size, size, 3) if spec.input_dtype == "uint8" else (n, 3, size, size)
+
+
 def preprocess(frames: np.ndarray | Sequence[np.ndarray], spec: ModelSpec, *, input_order: str = "BGR",
                out: np.ndarray | None = None) -> np.ndarray:
     """OpenCV frame(s) -> the model's input tensor as the spec describes it.
@@ -110,22 +117,16 @@ def preprocess(frames: np.ndarray | Sequence[np.ndarray], spec: ModelSpec, *, in
     crops = [resize_and_crop(frame, spec) for frame in frames]
     if not crops:
         raise CatmoodError("preprocess got no frames")
-    size = spec.input_size
-    if spec.input_dtype == "uint8":
-        shape = (len(crops), size, size, 3)
-        if out is None:
-            out = np.empty(shape, dtype=np.uint8)
-        elif out.shape != shape or out.dtype != np.uint8:
-            raise CatmoodError(f"output buffer must be uint8 {shape}, got {out.dtype} {out.shape}")
-        batch = out
-        for i, crop in enumerate(crops):
-            batch[i] = crop if input_order == "BGR" else crop[:, :, ::-1]
-        return batch
     if out is None:
-        return normalize(np.stack(crops), spec, input_order=input_order)
-    shape = (len(crops), 3, size, size)
-    if out.shape != shape or out.dtype != np.float32:
-        raise CatmoodError(f"output buffer must be float32 {shape}, got {out.dtype} {out.shape}")
+        if spec.input_dtype == "float32":
+            return normalize(np.stack(crops), spec, input_order=input_order)
+        out = np.empty(input_shape(spec, len(crops)), dtype=np.uint8)
+    shape = input_shape(spec, len(crops))
+    if out.shape != shape or out.dtype != np.dtype(spec.input_dtype):
+        raise CatmoodError(f"output buffer must be {spec.input_dtype} {shape}, got {out.dtype} {out.shape}")
     for i, crop in enumerate(crops):  # straight into the caller's buffer: no batch copy per frame
-        normalize(crop[None], spec, input_order=input_order, out=out[i:i + 1])
+        if spec.input_dtype == "uint8":
+            out[i] = crop if input_order == "BGR" else crop[:, :, ::-1]
+        else:
+            normalize(crop[None], spec, input_order=input_order, out=out[i:i + 1])
     return out

@@ -30,7 +30,6 @@ class ImageDataset(torch.utils.data.Dataset):
         return [s.label for s in self.samples]
 
 
-
 def _ignore_sigint(_worker_id: int) -> None:
     """Ctrl-C reaches the whole process group: workers leave it to the main process, which stops them
     cleanly, instead of dying and turning the interrupt into 'DataLoader worker exited unexpectedly'."""

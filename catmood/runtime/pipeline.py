@@ -20,7 +20,7 @@ import numpy as np
 from ..backends import Classifier, select_classifier
 from ..data.report import format_table
 from ..errors import CatmoodError
-from ..preprocess import preprocess
+from ..preprocess import input_shape, preprocess
 from .decisions import MoodSmoother
 from .faces import FaceTracker, HaarCatFaceDetector, padded_box
 from .overlay import draw
@@ -156,12 +156,9 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
                 tracks, crops = [], [image]
             n = len(crops)
             if n:
-                shape = (n, spec.input_size, spec.input_size, 3) if spec.input_dtype == "uint8" \
-                    else (n, 3, spec.input_size, spec.input_size)
-                buffer = buffers.get(n)
-                if buffer is None:  # one buffer per batch size, reused: no allocation in the steady state
-                    buffer = buffers[n] = np.empty(shape, np.uint8 if spec.input_dtype == "uint8" else np.float32)
-                batch = preprocess(crops, spec, out=buffer)
+                if n not in buffers:  # one buffer per batch size, reused: no allocation in the steady state
+                    buffers[n] = np.empty(input_shape(spec, n), spec.input_dtype)
+                batch = preprocess(crops, spec, out=buffers[n])
             t1 = time.perf_counter()
             probs = classifier.predict(batch) if n else np.zeros((0, spec.num_classes), np.float32)
             t2 = time.perf_counter()
@@ -187,9 +184,12 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
                 if window == "quit":
                     summary.end_reason = "q pressed"
                     break
-            shown = decisions[0][1].label if decisions else "no face"
-            if options.faces and decisions:
+            if not decisions:
+                shown = "no face"
+            elif options.faces:
                 shown = max(decisions, key=lambda d: d[0][2] * d[0][3])[1].label  # the largest face
+            else:
+                shown = decisions[0][1].label
             summary.labels[shown] = summary.labels.get(shown, 0) + 1
             t3 = time.perf_counter()
             latency = dict(capture=frame.capture_ms, preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000,
