@@ -145,6 +145,8 @@ def _cmd_eval(args) -> int:
 
 
 def _add_export(sub) -> None:
+    from .export.tensorrt import EngineOptions
+
     export = sub.add_parser("export", help="export a checkpoint to ONNX / FP16 ONNX / TensorRT, gated by parity",
                             description="With no format flag: --onnx --fp16. Exits 1 when an artifact fails its "
                                         "parity gate (or --trt cannot run here), after writing the report.")
@@ -157,8 +159,13 @@ def _add_export(sub) -> None:
                         help="graph input: normalised float NCHW, or raw uint8 BGR NHWC frames")
     export.add_argument("--probs", action="store_true", help="add a 'probs' output (fused softmax)")
     export.add_argument("--opset", type=int, default=18)
-    export.add_argument("--batch", default="1,8,32", help="TensorRT profile MIN,OPT,MAX batch (and Triton max)")
-    export.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace limit in GB")
+    engine = EngineOptions()
+    export.add_argument("--batch", default=engine.batch, help="TensorRT profile MIN,OPT,MAX batch (and Triton max)")
+    export.add_argument("--workspace", type=float, default=engine.workspace_gb, help="TensorRT workspace limit in GB")
+    export.add_argument("--version-compatible", action="store_true",
+                        help="TensorRT engine that later releases of the same major version can run")
+    export.add_argument("--hardware-compatible", action="store_true",
+                        help="TensorRT engine that runs on any Ampere or newer GPU (somewhat slower)")
     export.add_argument("--images", type=Path, help="parity images (default: the checkpoint's validation split)")
     export.add_argument("--max-images", type=int, default=200)
     export.add_argument("--triton", type=Path, metavar="DIR", help="also write a Triton model repository")
@@ -171,13 +178,16 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args) -> int:
     from .export.pipeline import export_checkpoint
+    from .export.tensorrt import EngineOptions
     from .export.verify import Gate
 
     formats = dict(onnx=args.onnx, fp16=args.fp16, trt=args.trt)
     if not any(formats.values()):
         formats.update(onnx=True, fp16=True)
     report = export_checkpoint(args.checkpoint, args.out, **formats, input_dtype=args.input_dtype, probs=args.probs,
-                               opset=args.opset, batch=args.batch, workspace_gb=args.workspace, images=args.images,
+                               opset=args.opset, images=args.images,
+                               engine=EngineOptions(args.batch, args.workspace, args.version_compatible,
+                                                    args.hardware_compatible),
                                max_images=args.max_images, triton=args.triton, latency=args.latency,
                                gates={"fp32": Gate(args.fp32_max_diff, args.fp32_agreement),
                                       "fp16": Gate(None, args.fp16_agreement)})

@@ -83,15 +83,38 @@ def read_sidecar(engine: str | os.PathLike) -> tuple[ModelSpec, dict[str, Any]]:
     return spec, data
 
 
-def check_engine_target(engine: str | os.PathLike, built_for: dict[str, Any], here: EngineTarget) -> None:
-    """Refuse an engine built for another GPU or TensorRT version, saying what it needs and what is here."""
+def check_engine_target(engine: str | os.PathLike, built_for: dict[str, Any], here: EngineTarget) -> list[str]:
+    """Refuse an engine that cannot run here, saying what it needs and what is here; return warnings.
+
+    An engine is bound to its TensorRT release (major.minor.patch; with `version_compatible`, any later release
+    of the same major) and its GPU's compute capability (with `hardware_compatible`, any Ampere or newer GPU).
+    Another GPU name with the same compute capability (an other SKU of one chip) runs it: a warning only.
+    """
+    from .backends.tensorrt_api import parse_version
+
     wanted = EngineTarget(str(built_for.get("tensorrt", "?")), str(built_for.get("gpu", "?")),
                           str(built_for.get("compute_capability", "?")))
-    problems = []
-    if wanted.tensorrt != here.tensorrt:
-        problems.append("TensorRT version")
-    if wanted.compute_capability != here.compute_capability or wanted.gpu != here.gpu:
-        problems.append("GPU")
+    built, have = parse_version(wanted.tensorrt), parse_version(here.tensorrt)
+    if built_for.get("version_compatible"):
+        version_ok = have[0] == built[0] and have >= built
+    else:
+        version_ok = have == built
+    if built_for.get("hardware_compatible"):
+        gpu_ok = _capability(here.compute_capability) >= (8, 0)
+    else:
+        gpu_ok = wanted.compute_capability == here.compute_capability
+    problems = [what for what, ok in (("TensorRT version", version_ok), ("GPU compute capability", gpu_ok)) if not ok]
     if problems:
         raise ArtifactError(f"{engine}: built for {wanted.describe()}, but this machine has {here.describe()} "
-                            f"({' and '.join(problems)} differ); rebuild it here with catmood export --trt")
+                            f"(different {' and '.join(problems)}); rebuild it here with catmood export --trt")
+    if wanted.gpu != here.gpu:
+        return [f"{Path(engine).name} was built on {wanted.gpu}, this is {here.gpu} (same compute capability "
+                f"{here.compute_capability}): it runs, but rebuild it here for the best tactics"]
+    return []
+
+
+def _capability(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split("."))
+    except ValueError:
+        return (0,)

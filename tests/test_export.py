@@ -18,7 +18,7 @@ from catmood.checkpoint import file_sha256, load_checkpoint
 from catmood.errors import CatmoodError
 from catmood.export import pipeline
 from catmood.export.pipeline import export_checkpoint
-from catmood.export.tensorrt import parse_batch_profile, tensorrt_unavailable
+from catmood.export.tensorrt import EngineOptions, parse_batch_profile, tensorrt_unavailable
 from catmood.export.verify import collect_images
 from catmood.metadata import ArtifactError, EngineTarget, check_engine_target, read_onnx_metadata, read_sidecar
 from catmood.preprocess import preprocess
@@ -256,13 +256,25 @@ def test_engine_sidecar_checks(tmp_path, trained):
     (tmp_path / "model.fp16.engine.json").write_text(json.dumps(built))
     read_spec, sidecar = read_sidecar(engine)
     assert read_spec == spec
-    check_engine_target(engine, sidecar, EngineTarget("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
+    h100 = EngineTarget("10.3.0", "NVIDIA H100 80GB HBM3", "9.0")
+    assert check_engine_target(engine, sidecar, h100) == []
     with pytest.raises(ArtifactError) as err:
         check_engine_target(engine, sidecar, EngineTarget("10.3.0", "NVIDIA GeForce RTX 4090", "8.9"))
     assert "built for NVIDIA H100 80GB HBM3 (compute 9.0) with TensorRT 10.3.0, but this machine has NVIDIA " \
-           "GeForce RTX 4090" in str(err.value) and "GPU differ" in str(err.value)
-    with pytest.raises(ArtifactError, match="TensorRT version differ"):
-        check_engine_target(engine, sidecar, EngineTarget("10.8.0", "NVIDIA H100 80GB HBM3", "9.0"))
+           "GeForce RTX 4090" in str(err.value) and "(different GPU compute capability)" in str(err.value)
+    for release in ("10.8.0", "10.3.1", "11.0.0", "10.2.0"):
+        with pytest.raises(ArtifactError, match="different TensorRT version"):
+            check_engine_target(engine, sidecar, EngineTarget(release, "NVIDIA H100 80GB HBM3", "9.0"))
+    # build numbers are not part of a release; another SKU of the same chip runs the engine, with a warning
+    assert check_engine_target(engine, sidecar, EngineTarget("10.3.0.26", "NVIDIA H100 80GB HBM3", "9.0")) == []
+    (warning,) = check_engine_target(engine, sidecar, EngineTarget("10.3.0", "NVIDIA H100 NVL", "9.0"))
+    assert "built on NVIDIA H100 80GB HBM3, this is NVIDIA H100 NVL" in warning
+    # version compatible: later releases of the same major; hardware compatible: any Ampere or newer GPU
+    portable = {**sidecar, "version_compatible": True, "hardware_compatible": True}
+    assert check_engine_target(engine, portable, EngineTarget("10.8.0", "NVIDIA A10", "8.6"))
+    for release, capability in (("10.2.0", "9.0"), ("11.0.0", "9.0"), ("10.3.0", "7.5")):
+        with pytest.raises(ArtifactError, match="different"):
+            check_engine_target(engine, portable, EngineTarget(release, "some GPU", capability))
     with pytest.raises(ArtifactError, match="TensorRT engine not found"):
         read_sidecar(tmp_path / "nope.engine")
 
@@ -270,7 +282,7 @@ def test_engine_sidecar_checks(tmp_path, trained):
 @pytest.mark.gpu
 @pytest.mark.skipif(tensorrt_unavailable() is not None, reason=f"TensorRT engine build: {tensorrt_unavailable()}")
 def test_tensorrt_engine_passes_the_gate(trained, tmp_path):
-    report = export_checkpoint(trained, tmp_path, onnx=False, fp16=False, trt=True, batch="1,4,8", **QUIET)
+    report = export_checkpoint(trained, tmp_path, onnx=False, fp16=False, trt=True, engine=EngineOptions("1,4,8"), **QUIET)
     assert report.passed
     row = next(r for r in report.results if r.format == "tensorrt-fp16")
     assert row.parity.agreement >= 0.995

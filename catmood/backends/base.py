@@ -21,6 +21,8 @@ class Classifier:
     name: str = "?"
     device: str = "?"
     spec: ModelSpec
+    # What a user should know about how it runs (e.g. an engine built on another GPU of the same kind).
+    notes: list[str] | tuple[str, ...] = ()
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -23,11 +23,16 @@ from ..metadata import PROVENANCE_KEY, SPEC_KEY
 from ..spec import ModelSpec
 
 DEFAULT_OPSET = 18
+DYNAMO_MIN_OPSET = 18  # the lowest opset torch's dynamo exporter writes without a (lossy) version conversion
 # Protobuf files stop at 2 GB: bigger models keep their weights in a .data file beside the .onnx.
 SINGLE_FILE_LIMIT = 1_800_000_000
 # Ops that overflow or lose too much in FP16 (ConvNeXt and ViT LayerNorm, softmax, reductions): kept FP32.
 FP16_KEEP_FP32 = ["LayerNormalization", "GroupNormalization", "InstanceNormalization", "Softmax", "LogSoftmax",
                   "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Pow", "Sqrt"]
+# When an FP16 build still fails the gate: pooling (long sums), the classifier head (Gemm; not MatMul, which is
+# most of a ViT) and the transcendental activations, where FP16 rounding moves logits most.
+FP16_KEEP_FP32_SAFE_EXTRA = ["GlobalAveragePool", "AveragePool", "Gemm", "Exp", "Erf", "Sigmoid", "Div"]
+FP16_KEEP_FP32_SAFE = FP16_KEEP_FP32 + FP16_KEEP_FP32_SAFE_EXTRA
 
 
 class RawFrameInput(nn.Module):
@@ -69,27 +74,34 @@ def graph_spec(spec: ModelSpec, input_dtype: str) -> ModelSpec:
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, outputs: list[str], opset: int,
                   external: bool) -> str:
-    """Export with the dynamo exporter; fall back to the TorchScript one. Returns which one worked."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
-                              opset_version=opset, dynamo=True, external_data=external, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
-        return "dynamo"
-    except Exception as dynamo_error:  # some models trace only with the TorchScript exporter
+    """Export with the dynamo exporter, else the TorchScript one. Returns which one worked.
+
+    The dynamo exporter writes opset 18 and can only try to down-convert (that fails for ReduceMean, and
+    the file silently stays at 18), so older opsets (TensorRT 8.6 reads <= 17) go to TorchScript first."""
+    exporters = ["torchscript", "dynamo"] if opset < DYNAMO_MIN_OPSET else ["dynamo", "torchscript"]
+    failures = []
+    for exporter in exporters:
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
-                                  opset_version=opset, dynamo=False,
-                                  dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]})
-            return "torchscript"
-        except Exception as script_error:
-            raise CatmoodError(f"ONNX export failed: dynamo exporter: {str(dynamo_error).splitlines()[0][:200]}; "
-                               f"TorchScript exporter: {str(script_error).splitlines()[0][:200]}") from None
+                if exporter == "dynamo":
+                    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
+                                      opset_version=opset, dynamo=True, external_data=external, verbose=False,
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
+                else:
+                    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
+                                      opset_version=opset, dynamo=False,
+                                      dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]})
+            return exporter
+        except Exception as error:  # some models trace only with one of the two exporters
+            failures.append(f"{exporter} exporter: {str(error).splitlines()[0][:200]}")
+    raise CatmoodError(f"ONNX export (opset {opset}) failed: {'; '.join(failures)}")
+
+
+def onnx_opset(model) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _set_metadata(model, spec: ModelSpec, info: dict) -> None:
@@ -144,6 +156,8 @@ def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLi
         raw = Path(tmp) / "model.onnx"
         exporter = _torch_export(module, example, raw, outputs, opset, external)
         model = onnx.load(str(raw), load_external_data=True)
+    if onnx_opset(model) != opset:
+        raise CatmoodError(f"ONNX export: asked for opset {opset}, the {exporter} exporter wrote {onnx_opset(model)}")
     info = {**provenance(), "onnx": onnx.__version__, "exporter": exporter, "opset": opset, "precision": "fp32",
             "checkpoint": str(ckpt.path) if ckpt.path else None,
             "checkpoint_sha256": file_sha256(ckpt.path) if ckpt.path else None,

@@ -8,14 +8,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends import load_classifier
+from ..backends import load_classifier, select_classifier
 from ..backends.base import Classifier
 from ..backends.torch_backend import TorchBackend
 from ..checkpoint import load_checkpoint
 from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
+from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
 from .onnx import DEFAULT_OPSET, export_fp16, export_onnx
+from .tensorrt import EngineBuildError, EngineOptions, EngineSources, gated_engine, tensorrt_unavailable
 from .verify import GATES, Gate, Parity, batch1_latency_ms, collect_images, compare
 
 
@@ -120,23 +122,24 @@ def _size_mb(path: Path) -> float:
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
                       onnx: bool = True, fp16: bool = True, trt: bool = False, input_dtype: str = "float32",
-                      probs: bool = False, opset: int = DEFAULT_OPSET, batch: str = "1,8,32",
-                      workspace_gb: float = 4.0, images: str | os.PathLike | None = None, max_images: int = 200,
+                      probs: bool = False, opset: int = DEFAULT_OPSET, engine: EngineOptions = EngineOptions(),
+                      images: str | os.PathLike | None = None, max_images: int = 200,
                       triton: str | os.PathLike | None = None, gates: dict[str, Gate] | None = None,
                       latency: bool = True, echo=print) -> ExportReport:
-    """Export and verify; the report says PASS only when every requested artifact passes its gate."""
+    """Export and verify; the report says PASS only when every requested artifact passes its gate.
+
+    `engine`: the TensorRT build options; its batch profile also gives Triton's max batch."""
     ckpt = load_checkpoint(checkpoint)
     gates = {**GATES, **(gates or {})}
     out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
     out.mkdir(parents=True, exist_ok=True)
     if not (onnx or fp16 or trt):
         raise CatmoodError("nothing to export: ask for --onnx, --fp16 and/or --trt")
-    trt_problem = None
-    if trt:
-        from .tensorrt import parse_batch_profile, tensorrt_unavailable
-
-        parse_batch_profile(batch)
-        trt_problem = tensorrt_unavailable()
+    engine.profile  # a bad --batch is refused before any work
+    trt_problem = tensorrt_unavailable() if trt else None
+    trt_api = tensorrt_api() if trt and not trt_problem else None
+    # Strongly typed engines are built from the gated FP16 ONNX, so --trt alone makes and gates it too.
+    fp16 = fp16 or (trt_api is not None and STRONGLY_TYPED in trt_api.precision_modes())
 
     seed = int(ckpt.config.get("seed", 0))
     parity_images = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
@@ -154,11 +157,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     report.results.append(ref_row)
 
     def check(fmt: str, path: Path, precision: str, classifier: Classifier | None = None) -> FormatResult:
-        classifier = classifier or load_classifier(path)
+        classifier = classifier or select_classifier(path)  # exactly as `catmood run` will load it
         logits = classifier.logits_of_frames(parity_images.frames)
         parity = compare(ref_logits, logits, parity_images, ckpt.spec.class_names)
         row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gates[precision],
-                           parity.accuracy)
+                           parity.accuracy, notes=list(classifier.notes))
         if latency:
             row.latency_ms = batch1_latency_ms(classifier, parity_images.frames[0])
         verdict = "PASS" if row.passed else "FAIL"
@@ -172,8 +175,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {onnx_path}")
         export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset)
         report.results.append(check("onnx", onnx_path, "fp32"))
+    fp16_path = out / f"model{suffix}.fp16.onnx"
     if fp16:
-        fp16_path = out / f"model{suffix}.fp16.onnx"
         echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {fp16_path}")
         export_fp16(onnx_path, fp16_path)
         report.results.append(check("onnx-fp16", fp16_path, "fp16"))
@@ -182,15 +185,19 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
             report.errors.append(f"--trt: {trt_problem}")
             echo(f"catmood: error: --trt: {trt_problem} (the other formats were exported)")
         else:
-            report.results.append(_tensorrt(onnx_path, out / f"model{suffix}.fp16.engine", batch, workspace_gb,
-                                            check, echo))
+            sources = EngineSources(ckpt, onnx_path, fp16_path, input_dtype, probs)
+            try:
+                report.results.append(gated_engine(sources, out / f"model{suffix}.fp16.engine", check,
+                                                   options=engine, api=trt_api, echo=echo))
+            except EngineBuildError as exc:
+                report.errors.append(f"--trt: {exc}")
+                echo(f"catmood: error: --trt: {exc}")
     if triton:
         from .triton import write_triton_repository
 
-        profile_max = int(str(batch).split(",")[-1])
         report.triton = write_triton_repository(triton, onnx_path, load_classifier(onnx_path).spec,
                                                 outputs=["logits", "probs"] if probs else ["logits"],
-                                                max_batch=profile_max)
+                                                max_batch=engine.profile[2])
         echo(f"Triton model repository: {report.triton}")
 
     atomic_write_json(out / "export_report.json", report.to_dict())
@@ -205,18 +212,3 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     echo(f"report: {out / 'export_report.md'} | verdict: {'PASS' if report.passed else 'FAIL'}")
     return report
 
-
-def _tensorrt(onnx_path: Path, engine_path: Path, batch: str, workspace_gb: float, check, echo) -> FormatResult:
-    """Build, gate; on a failed gate rebuild once with precision-sensitive layers pinned to FP32."""
-    from .tensorrt import build_engine
-
-    build_engine(onnx_path, engine_path, batch=batch, workspace_gb=workspace_gb, echo=echo)
-    row = check("tensorrt-fp16", engine_path, "fp16")
-    if row.passed:
-        return row
-    echo("TensorRT FP16 failed the parity gate: rebuilding with LayerNorm/softmax/reductions in FP32")
-    build_engine(onnx_path, engine_path, batch=batch, workspace_gb=workspace_gb, fp32_sensitive=True, echo=echo)
-    retry = check("tensorrt-fp16", engine_path, "fp16")
-    retry.notes.append(f"first build failed the gate (agreement {row.parity.agreement:.2%}, max |logit diff| "
-                       f"{row.parity.max_logit_diff:.2e}); rebuilt with normalisation/softmax/reduce layers in FP32")
-    return retry
