@@ -125,6 +125,8 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
     summary = RunSummary(source=frames_in.name, backend=classifier.describe(), source_fps=frames_in.fps)
     echo(f"running {spec.architecture} ({', '.join(spec.class_names)}) with {classifier.describe()} on "
          f"{frames_in.kind} {frames_in.name}" + (" | cat faces" if options.faces else " | whole frame"))
+    for note in classifier.notes:
+        echo(f"note: {note}")
 
     smoother = MoodSmoother(spec.class_names, options.alpha, options.hold_s, options.threshold)
     detector = HaarCatFaceDetector() if options.faces else None
