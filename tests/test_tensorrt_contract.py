@@ -234,7 +234,7 @@ def test_an_engine_is_refused_by_another_release_before_it_is_deserialised(model
     mode, source = first_mode_source(old, onnx_files)
     engine = build_engine(source, tmp_path / "m.engine", mode=mode, echo=lambda *a: None)
     monkeypatch.setattr(tensorrt_api_module, "import_tensorrt", lambda: new)
-    with pytest.raises(CatmoodError, match=f"built for .* TensorRT {old.__version__}.*TensorRT version differ"):
+    with pytest.raises(CatmoodError, match=f"built for .* TensorRT {old.__version__}.*different TensorRT version"):
         TensorRTBackend(engine)
     sidecar = json.loads((tmp_path / "m.engine.json").read_text())
     assert sidecar["tensorrt"] == old.__version__

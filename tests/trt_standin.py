@@ -36,7 +36,10 @@ PRECISION_FLAGS = {"FP16", "BF16", "INT8", "FP8", "OBEY_PRECISION_CONSTRAINTS", 
 
 
 def surface_files() -> list[Path]:
-    return sorted(SURFACES.glob("*.json"))
+    """Oldest release first."""
+    from catmood.backends.tensorrt_api import parse_version
+
+    return sorted(SURFACES.glob("*.json"), key=lambda p: parse_version(p.stem))
 
 
 class _CheckedType(type):

@@ -1,7 +1,8 @@
 """The one place where TensorRT releases differ (8.6 on JetPack 6.0; 10.x; 11.x).
 
-Each difference is read from the names the installed release defines, not guessed from its version
-string, so a release this code has not seen behaves like the nearest one it has:
+Where a release's names show a difference, it is read from them (so a release this code has not seen
+behaves like the nearest one it has); where they cannot (10.x still defines an ignored EXPLICIT_BATCH), the
+major version decides:
 
 - networks: 8.x needs `EXPLICIT_BATCH` (flag 0 means implicit batch there); 10.x ignores it; 11 has no such
   flag. `STRONGLY_TYPED` exists from 10.0 (in 11 it is always on and the flag is deprecated).
@@ -56,17 +57,21 @@ class TensorRTApi:
     def version(self) -> tuple[int, int, int]:
         return parse_version(self.trt.__version__)
 
+    def members(self, enum: str) -> set[str]:
+        """The member names of one of the release's enums (none if it has no such enum)."""
+        return set(getattr(getattr(self.trt, enum, None), "__members__", {}))
+
     @property
     def strongly_typed(self) -> bool:
-        return "STRONGLY_TYPED" in self.trt.NetworkDefinitionCreationFlag.__members__ or self.version[0] >= 11
+        return "STRONGLY_TYPED" in self.members("NetworkDefinitionCreationFlag") or self.version[0] >= 11
 
     @property
     def weak_fp16(self) -> bool:
-        return "FP16" in self.trt.BuilderFlag.__members__
+        return "FP16" in self.members("BuilderFlag")
 
     @property
     def can_pin_layers(self) -> bool:
-        return "OBEY_PRECISION_CONSTRAINTS" in self.trt.BuilderFlag.__members__ and hasattr(self.trt.ILayer, "precision")
+        return "OBEY_PRECISION_CONSTRAINTS" in self.members("BuilderFlag") and hasattr(self.trt.ILayer, "precision")
 
     @property
     def max_onnx_opset(self) -> int | None:
@@ -102,7 +107,7 @@ class TensorRTApi:
     def pin_sensitive_layers(self, network) -> int:
         """Weakly typed retry: normalisation, softmax, reductions and pooling (overflow and long sums) in FP32."""
         trt = self.trt
-        kinds = {v for k, v in trt.LayerType.__members__.items() if k in FP32_SENSITIVE_LAYERS}
+        kinds = {getattr(trt.LayerType, k) for k in self.members("LayerType") & set(FP32_SENSITIVE_LAYERS)}
         pinned = 0
         for i in range(network.num_layers):
             layer = network.get_layer(i)
@@ -115,11 +120,10 @@ class TensorRTApi:
 
     def hardware_compatibility(self, config) -> None:
         """Engines that run on any Ampere or newer GPU (at some speed cost)."""
-        level = getattr(self.trt, "HardwareCompatibilityLevel", None)
-        if level is None or "AMPERE_PLUS" not in level.__members__:
+        if "AMPERE_PLUS" not in self.members("HardwareCompatibilityLevel"):
             raise CatmoodError(f"--hardware-compatible needs TensorRT >= 8.6 with AMPERE_PLUS; "
                                f"this is {self.trt.__version__}")
-        config.hardware_compatibility_level = level.AMPERE_PLUS
+        config.hardware_compatibility_level = self.trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
     def version_compatibility(self, config) -> None:
         """Engines that later TensorRT releases of the same major version can run (lean runtime inside)."""
