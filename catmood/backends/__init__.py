@@ -56,7 +56,10 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
     if kind is None:
         return load_classifier(path)  # raises the clear unknown-kind error
     if backend == "tensorrt" and kind == "onnxruntime":
-        return load_classifier(path, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+        from .onnxruntime_backend import PREFERENCE
+
+        # The auto chain with TensorRT required: the options the export gate used (it runs the auto chain).
+        return load_classifier(path, providers=list(PREFERENCE))
     if backend not in ("auto", kind):
         hint = "export it first: catmood export CHECKPOINT" if kind == "torch" else f"use --backend {kind}"
         raise CatmoodError(f"{path}: a {kind} artifact cannot run with --backend {backend}; {hint}")
