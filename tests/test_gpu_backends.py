@@ -149,7 +149,7 @@ def test_cpu_onnxruntime_is_unchanged(onnx_path):
 
 def test_torch_on_the_cpu_keeps_fp32_and_refuses_cuda_graphs(models):
     classifier = TorchBackend(models[0], device="cpu")
-    assert (classifier.device, classifier.fp16, classifier.graphs) == ("cpu", False, None)
+    assert (classifier.device, classifier.precision, classifier.graphs) == ("cpu", "fp32", None)
     batch = make_input(classifier.spec, 2)
     with torch.inference_mode():
         expected = classifier.model(torch.from_numpy(batch)).numpy()

@@ -41,9 +41,9 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 def select_classifier(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Classifier:
     """`--backend auto`: the fastest way this machine has to run the artifact.
 
-    A checkpoint runs in PyTorch (CUDA with FP16 autocast when there is a GPU); an ONNX model in ONNX
-    Runtime with TensorRT, then CUDA, then CPU providers, as installed; an engine in TensorRT. `device cpu`
-    keeps everything on the CPU.
+    A checkpoint runs in PyTorch (FP16 channels-last on CUDA when there is a GPU); an ONNX model in ONNX
+    Runtime with TensorRT, then CUDA, then CPU providers, as installed and as they start (`--backend
+    tensorrt` requires the TensorRT one); an engine in TensorRT. `device cpu` keeps everything on the CPU.
     """
     if backend not in BACKENDS:
         raise CatmoodError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

@@ -70,6 +70,7 @@ class TorchBackend(Classifier):
         self.fp16 = cuda if fp16 is None else fp16
         self.model = model_from_checkpoint(ckpt).to(self.torch_device)
         self.dtype = torch.float16 if self.fp16 and cuda else torch.float32
+        self.precision = "fp16" if self.fp16 else "fp32"
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last, dtype=self.dtype)
         self.graphs = CudaGraphs(self._forward) if cuda_graph else None
