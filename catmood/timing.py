@@ -48,3 +48,24 @@ def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None)
             sync()
         samples.append((time.perf_counter() - start) * 1000)
     return samples
+
+
+def time_cuda_events(run, *, warmup: int, iterations: int, max_seconds: float) -> list[float]:
+    """Per-iteration GPU times (ms) of `run` measured with CUDA events on the current stream: no host sync
+    inside an iteration, so the time is the device's own (launch gaps included, transfers only if `run` has
+    them); stops at `iterations` or `max_seconds` like `time_it`."""
+    import torch
+
+    for _ in range(warmup):
+        run()
+    torch.cuda.synchronize()
+    samples = []
+    deadline = time.perf_counter() + max_seconds
+    while len(samples) < iterations and (time.perf_counter() < deadline or len(samples) < 3):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end))
+    return samples

@@ -41,9 +41,9 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 def select_classifier(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Classifier:
     """`--backend auto`: the fastest way this machine has to run the artifact.
 
-    A checkpoint runs in PyTorch (CUDA with FP16 autocast when there is a GPU); an ONNX model in ONNX
-    Runtime with TensorRT, then CUDA, then CPU providers, as installed; an engine in TensorRT. `device cpu`
-    keeps everything on the CPU.
+    A checkpoint runs in PyTorch (FP16 channels-last on CUDA when there is a GPU); an ONNX model in ONNX
+    Runtime with TensorRT, then CUDA, then CPU providers, as installed and as they start (`--backend
+    tensorrt` requires the TensorRT one); an engine in TensorRT. `device cpu` keeps everything on the CPU.
     """
     if backend not in BACKENDS:
         raise CatmoodError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -56,7 +56,10 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
     if kind is None:
         return load_classifier(path)  # raises the clear unknown-kind error
     if backend == "tensorrt" and kind == "onnxruntime":
-        return load_classifier(path, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+        from .onnxruntime_backend import PREFERENCE
+
+        # The auto chain with TensorRT required: the options the export gate used (it runs the auto chain).
+        return load_classifier(path, providers=list(PREFERENCE))
     if backend not in ("auto", kind):
         hint = "export it first: catmood export CHECKPOINT" if kind == "torch" else f"use --backend {kind}"
         raise CatmoodError(f"{path}: a {kind} artifact cannot run with --backend {backend}; {hint}")

@@ -21,7 +21,7 @@ from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..preprocess import preprocess
-from ..timing import LatencyStats, latency_stats, time_it
+from ..timing import LatencyStats, latency_stats, time_cuda_events, time_it
 
 
 @dataclass
@@ -156,26 +156,7 @@ def make_input(spec, batch: int, seed: int = 0) -> np.ndarray:
     return preprocess(frames, spec)
 
 
-def _cuda_event_ms(model, x, precision: str, warmup: int, iterations: int) -> float:
-    """Median time of the model alone on the GPU, measured with CUDA events (no transfers, no host sync in
-    the loop)."""
-    import torch
-
-    times = []
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=precision == "fp16"):
-        for _ in range(warmup):
-            model(x)
-        for _ in range(iterations):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(x)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-    return float(np.median(times))
-
-
-def _classifiers_for(path: Path, device: str, compile_cuda: bool) -> list[tuple[str, str, Classifier]]:
+def _classifiers_for(path: Path, device: str, compile_cuda: bool, echo) -> list[tuple[str, str, Classifier]]:
     """(backend, precision, classifier) for every way this machine can run the artifact."""
     suffix = path.suffix.lower()
     out = []
@@ -188,6 +169,7 @@ def _classifiers_for(path: Path, device: str, compile_cuda: bool) -> list[tuple[
         if torch.cuda.is_available() and device != "cpu":
             out.append(("torch eager", "fp32", TorchBackend(path, device="cuda", fp16=False)))
             out.append(("torch eager", "fp16", TorchBackend(path, device="cuda", fp16=True)))
+            out.append(("torch cuda graph", "fp16", TorchBackend(path, device="cuda", fp16=True, cuda_graph=True)))
             if compile_cuda:
                 compiled = TorchBackend(path, device="cuda", fp16=True)
                 compiled.model = torch.compile(compiled.model, mode="max-autotune")
@@ -197,17 +179,17 @@ def _classifiers_for(path: Path, device: str, compile_cuda: bool) -> list[tuple[
     if suffix == ".onnx":
         import onnxruntime as ort
 
-        from ..metadata import read_onnx_metadata
-
-        _, info = read_onnx_metadata(path)
-        precision = info.get("precision", "fp32")
         wanted = ["CPUExecutionProvider"] if device == "cpu" else [
             p for p in ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
             if p in ort.get_available_providers()]
         for provider in wanted:
             chain = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-            classifier = load_classifier(path, providers=chain)
-            out.append((f"onnxruntime {provider.replace('ExecutionProvider', '')}", precision, classifier))
+            try:
+                classifier = load_classifier(path, providers=chain)
+            except CatmoodError as exc:  # a provider listed as available that fails to start: skip its row
+                echo(f"skipped: {exc}")
+                continue
+            out.append((f"onnxruntime {provider.replace('ExecutionProvider', '')}", classifier.precision, classifier))
         return out
     return [("tensorrt", "fp16", load_classifier(path))]
 
@@ -229,7 +211,7 @@ def benchmark(models: list[str | os.PathLike], *, batches=(1,), warmup: int = 5,
         path = Path(model)
         if not path.exists():
             raise CatmoodError(f"{path}: model not found")
-        classifiers = _classifiers_for(path, device, compile_cuda)
+        classifiers = _classifiers_for(path, device, compile_cuda, echo)
         # Rows are named by architecture, so a checkpoint and its exports compare with each other.
         name = classifiers[0][2].spec.architecture.split(":")[-1]
         per_model.append((path, name, classifiers))
@@ -246,9 +228,11 @@ def benchmark(models: list[str | os.PathLike], *, batches=(1,), warmup: int = 5,
                                   max_seconds=max_seconds, sync=sync)
                 row = BenchRow(name, path.name, backend, classifier.device, precision, batch,
                                latency_stats(samples, batch), gflops=gflops)
-                if backend.startswith("torch") and cuda and hasattr(classifier, "model"):
-                    xt = torch.from_numpy(x).cuda().contiguous(memory_format=torch.channels_last)
-                    row.gpu_ms = _cuda_event_ms(classifier.model, xt, precision, warmup, min(iterations, 50))
+                if backend.startswith("torch") and cuda:
+                    xt = classifier.device_input(x)
+                    row.gpu_ms = float(np.median(time_cuda_events(lambda: classifier.forward_device(xt),
+                                                                  warmup=warmup, iterations=min(iterations, 50),
+                                                                  max_seconds=max_seconds)))
                 if backend == "torch eager" and precision == "fp32":
                     eager[(name, device_type, batch)] = row.stats.mean_ms
                 report.rows.append(row)
@@ -264,7 +248,7 @@ def benchmark(models: list[str | os.PathLike], *, batches=(1,), warmup: int = 5,
         from .pipeline import RuntimeOptions, run_pipeline
 
         for path, name, classifiers in per_model:
-            classifier = classifiers[-1][2] if classifiers[-1][0] != "torch compile" else classifiers[-2][2]
+            classifier = next(c for b, _, c in reversed(classifiers) if b not in ("torch compile", "torch cuda graph"))
             summary = run_pipeline(classifier, video, RuntimeOptions(max_frames=max_frames), echo=lambda *a: None)
             report.end_to_end.append(dict(model=name, backend=classifier.describe(), source=str(video),
                                           frames=summary.frames, fps=summary.fps, dropped=summary.dropped,
