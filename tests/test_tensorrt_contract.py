@@ -104,10 +104,10 @@ def gate_against(onnx_files):
     images = ParityImages(frames, [f"f{i}" for i in range(8)], None, "test frames")
     ref = reference.logits_of_frames(frames)
 
-    def check(fmt, path, precision):
+    def check(fmt, path):
         engine = TensorRTBackend(path)
         parity = compare(ref, engine.logits_of_frames(frames), images, reference.spec.class_names)
-        return FormatResult(fmt, path, precision, engine.device, 0.0, parity, GATES[precision])
+        return FormatResult(fmt, path, engine.precision, engine.device, 0.0, parity, GATES[engine.precision])
     return check
 
 

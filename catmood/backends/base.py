@@ -21,6 +21,8 @@ class Classifier:
     name: str = "?"
     device: str = "?"
     spec: ModelSpec
+    # The precision it really computes in (an FP32 ONNX runs as FP16 in ONNX Runtime's TensorRT provider).
+    precision: str = "fp32"
     # What a user should know about how it runs (e.g. an engine built on another GPU of the same kind).
     notes: list[str] | tuple[str, ...] = ()
 

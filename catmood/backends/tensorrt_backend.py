@@ -71,6 +71,7 @@ class TensorRTBackend(Classifier):
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
         self._bind()
+        self.precision = str(self.sidecar.get("precision", "fp16"))
         self.cuda_graphs = cuda_graphs
         self.graphs: dict[int, int] = {}
         self.device = f"cuda:{device_index} ({here.gpu}, TensorRT {here.tensorrt}, " \

@@ -8,13 +8,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends import load_classifier, select_classifier
-from ..backends.base import Classifier
+from ..backends import select_classifier
 from ..backends.torch_backend import TorchBackend
 from ..checkpoint import load_checkpoint
 from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
+from ..metadata import read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
 from .onnx import DEFAULT_OPSET, export_fp16, export_onnx
 from .tensorrt import EngineBuildError, EngineOptions, EngineSources, gated_engine, tensorrt_unavailable
@@ -156,10 +156,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         ref_row.latency_ms = batch1_latency_ms(reference, parity_images.frames[0])
     report.results.append(ref_row)
 
-    def check(fmt: str, path: Path, precision: str, classifier: Classifier | None = None) -> FormatResult:
-        classifier = classifier or select_classifier(path)  # exactly as `catmood run` will load it
+    def check(fmt: str, path: Path) -> FormatResult:
+        """Gate `path` loaded exactly as `catmood run` loads it, by the precision it really runs in there."""
+        classifier = select_classifier(path)
         logits = classifier.logits_of_frames(parity_images.frames)
         parity = compare(ref_logits, logits, parity_images, ckpt.spec.class_names)
+        precision = classifier.precision
         row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gates[precision],
                            parity.accuracy, notes=list(classifier.notes))
         if latency:
@@ -174,12 +176,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     if onnx or fp16 or (trt and not trt_problem):
         echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {onnx_path}")
         export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset)
-        report.results.append(check("onnx", onnx_path, "fp32"))
+        report.results.append(check("onnx", onnx_path))
     fp16_path = out / f"model{suffix}.fp16.onnx"
     if fp16:
         echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {fp16_path}")
         export_fp16(onnx_path, fp16_path)
-        report.results.append(check("onnx-fp16", fp16_path, "fp16"))
+        report.results.append(check("onnx-fp16", fp16_path))
     if trt:
         if trt_problem:
             report.errors.append(f"--trt: {trt_problem}")
@@ -195,7 +197,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     if triton:
         from .triton import write_triton_repository
 
-        report.triton = write_triton_repository(triton, onnx_path, load_classifier(onnx_path).spec,
+        # The spec from the file's metadata: opening a session here could start a TensorRT engine build.
+        report.triton = write_triton_repository(triton, onnx_path, read_onnx_metadata(onnx_path)[0],
                                                 outputs=["logits", "probs"] if probs else ["logits"],
                                                 max_batch=engine.profile[2])
         echo(f"Triton model repository: {report.triton}")

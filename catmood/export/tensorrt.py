@@ -168,7 +168,7 @@ RETRY = {STRONGLY_TYPED: "rebuilt from an FP16 ONNX that also keeps pooling, the
 def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: EngineOptions = EngineOptions(),
                  api: TensorRTApi | None = None, echo=print):
     """Build the engine in the best precision mode this TensorRT has, falling back to the next mode if the
-    build fails, and gate it with `check(format, path, precision) -> row`; a failed gate gets one retry."""
+    build fails, and gate it with `check(format, path) -> row`; a failed gate gets one retry."""
     api = api or tensorrt_api()
     target = current_target(api)
     modes, notes = api.precision_modes(), []
@@ -182,7 +182,7 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
             notes.append(f"the {mode} build failed ({str(exc).splitlines()[0]}); built {modes[i + 1]} instead")
             echo(f"TensorRT: {notes[-1]}")
             continue
-        row = check("tensorrt-fp16", engine_path, "fp16")
+        row = check("tensorrt-fp16", engine_path)
         retry = _retry(mode, api, sources)
         if not row.passed and retry:
             retry_mode, retry_source = retry
@@ -190,7 +190,7 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
             build_engine(retry_source, engine_path, mode=retry_mode, options=options, api=api, target=target,
                          echo=echo)
             first = row.parity
-            row = check("tensorrt-fp16", engine_path, "fp16")
+            row = check("tensorrt-fp16", engine_path)
             notes.append(f"the first {mode} build failed the gate (agreement {first.agreement:.2%}, max |logit diff| "
                          f"{first.max_logit_diff:.2e}); {RETRY[mode]}")
         row.notes[:0] = notes
