@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from catmood.backends import select_classifier
 from catmood.backends.onnxruntime_backend import CPU, CUDA, PREFERENCE, TENSORRT, OnnxRuntimeBackend
 from catmood.backends.torch_backend import TorchBackend
 from catmood.checkpoint import Checkpoint
@@ -98,7 +97,7 @@ def torch_latency(check: Check) -> None:
     the wall time a caller sees with the copies in and out."""
     st = check.settings
     cuda = st.device == "cuda"
-    variants = [("fp32", dict(fp16=False)), ("fp16", dict(fp16=True)), ("fp16 + CUDA graph", dict(cuda_graph=True))]
+    variants = [("fp32", dict(fp16=False)), ("fp16", dict(fp16=True)), ("fp16 + CUDA graph", dict(cuda_graphs=True))]
     if not cuda:
         check.skip("PyTorch fp16 and CUDA-graph rows", "they need a CUDA GPU (--device cpu)")
         variants = variants[:1]
@@ -196,25 +195,30 @@ def onnxruntime_rows(check: Check, onnx_path: Path) -> list:
     return opened
 
 
-def tensorrt_rows(check: Check, onnx_path: Path):
-    """A catmood TensorRT engine built here from the same ONNX (what `catmood export --trt` builds)."""
-    from catmood.export.tensorrt import build_engine, tensorrt_unavailable
+def tensorrt_rows(check: Check, checkpoint: Path, work: Path) -> list:
+    """Engines as `catmood export --trt` builds and gates them here, run plainly and as CUDA graphs."""
+    from catmood.backends.tensorrt_backend import TensorRTBackend
+    from catmood.export.pipeline import export_checkpoint
+    from catmood.export.tensorrt import tensorrt_unavailable
 
     reason = tensorrt_unavailable()
     if reason or not check.within_budget("TensorRT engine"):
         if reason:
             check.skip("TensorRT engine", reason)
-        return None
-    engine = onnx_path.with_suffix(".fp16.engine")
+        return []
     started = time.perf_counter()
     try:
-        build_engine(onnx_path, engine, batch="1,8,32", **QUIET)
-        classifier = select_classifier(engine, "tensorrt")
+        report = export_checkpoint(checkpoint, work / "trt", onnx=True, fp16=False, trt=True, latency=False, **QUIET)
+        row = next(r for r in report.results if r.format == "tensorrt-fp16")
+        check.add("tensorrt gate", agreement=row.parity.agreement, max_logit_diff=row.parity.max_logit_diff,
+                  passed=row.passed, notes="; ".join(row.notes))
+        engines = [TensorRTBackend(row.path), TensorRTBackend(row.path, cuda_graphs=True)]
     except Exception as exc:  # a failed build is a finding to report, not a reason to lose the other rows
         check.skip("TensorRT engine", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-        return None
-    measure_classifier(check, "tensorrt", classifier, start_s=time.perf_counter() - started)
-    return classifier
+        return []
+    for engine in engines:
+        measure_classifier(check, "tensorrt", engine, start_s=time.perf_counter() - started)
+    return engines[:1]
 
 
 def measure_classifier(check: Check, section: str, classifier, start_s: float) -> None:
@@ -293,9 +297,8 @@ def main() -> None:
             onnx_path = export_onnx(best, work / "model.onnx")
             classifiers = [TorchBackend(best, device=args.device)] + onnxruntime_rows(check, onnx_path)
             if args.device == "cuda":
-                classifiers.insert(1, TorchBackend(best, device="cuda", cuda_graph=True))
-            engine = tensorrt_rows(check, onnx_path)
-            classifiers += [engine] if engine is not None else []
+                classifiers.insert(1, TorchBackend(best, device="cuda", cuda_graphs=True))
+            classifiers += tensorrt_rows(check, best, work)
         runtime_rows(check, work, classifiers)
     report = dict(environment=env, settings=asdict(check.settings), seconds=time.perf_counter() - check.started,
                   sections=check.sections, skipped=check.skipped)

@@ -155,7 +155,7 @@ def test_torch_on_the_cpu_keeps_fp32_and_refuses_cuda_graphs(models):
         expected = classifier.model(torch.from_numpy(batch)).numpy()
     np.testing.assert_array_equal(classifier.logits(batch), expected)
     with pytest.raises(CatmoodError, match="CUDA graphs need a CUDA device; this model runs on cpu"):
-        TorchBackend(models[0], device="cpu", cuda_graph=True)
+        TorchBackend(models[0], device="cpu", cuda_graphs=True)
 
 
 @pytest.mark.gpu
@@ -163,7 +163,7 @@ def test_torch_on_the_cpu_keeps_fp32_and_refuses_cuda_graphs(models):
 def test_cuda_fp16_and_graphs_match_fp32(models):
     fp32 = TorchBackend(models[0], device="cuda", fp16=False)
     half = TorchBackend(models[0], device="cuda")
-    graphs = TorchBackend(models[0], device="cuda", cuda_graph=True)
+    graphs = TorchBackend(models[0], device="cuda", cuda_graphs=True)
     assert next(half.model.parameters()).dtype == torch.float16
     assert graphs.device == "cuda (fp16, channels-last, CUDA graphs)"
     for n in (1, 8, 1):

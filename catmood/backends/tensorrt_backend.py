@@ -75,7 +75,7 @@ class TensorRTBackend(Classifier):
         self.cuda_graphs = cuda_graphs
         self.graphs: dict[int, int] = {}
         self.device = f"cuda:{device_index} ({here.gpu}, TensorRT {here.tensorrt}, " \
-                      f"{self.sidecar.get('precision_mode', 'fp16')})"
+                      f"{self.sidecar.get('precision_mode', 'fp16')}{', CUDA graphs' if cuda_graphs else ''})"
 
     def _bind(self) -> None:
         trt, engine = self.api.trt, self.engine

@@ -49,13 +49,13 @@ class CudaGraphs:
 class TorchBackend(Classifier):
     """`fp16` (default: on CUDA): real FP16 weights and inputs, channels-last; PyTorch's fused norm and
     softmax kernels accumulate in FP32, so no FP32 islands are needed. `fp16=False` keeps FP32 (the gate's
-    reference). On the CPU `fp16` means autocast, as before. `cuda_graph`: replay one CUDA graph per batch
+    reference). On the CPU `fp16` means autocast, as before. `cuda_graphs`: replay one CUDA graph per batch
     shape (CUDA only)."""
 
     name = "torch"
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", fp16: bool | None = None,
-                 cuda_graph: bool = False):
+                 cuda_graphs: bool = False):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,7 +63,7 @@ class TorchBackend(Classifier):
             raise CatmoodError(f"--device {device}: no CUDA GPU is available here")
         self.torch_device = torch.device(device)
         cuda = self.torch_device.type == "cuda"
-        if cuda_graph and not cuda:
+        if cuda_graphs and not cuda:
             raise CatmoodError(f"CUDA graphs need a CUDA device; this model runs on {device}")
         self.spec = ckpt.spec
         self.checkpoint = ckpt
@@ -73,9 +73,9 @@ class TorchBackend(Classifier):
         self.precision = "fp16" if self.fp16 else "fp32"
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last, dtype=self.dtype)
-        self.graphs = CudaGraphs(self._forward) if cuda_graph else None
+        self.graphs = CudaGraphs(self._forward) if cuda_graphs else None
         precision = "fp16" if self.dtype == torch.float16 else "fp16 autocast" if self.fp16 else None
-        extras = [p for p in (precision, "channels-last" if cuda else None, "CUDA graphs" if cuda_graph else None) if p]
+        extras = [p for p in (precision, "channels-last" if cuda else None, "CUDA graphs" if cuda_graphs else None) if p]
         self.device = str(self.torch_device) + (f" ({', '.join(extras)})" if extras else "")
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

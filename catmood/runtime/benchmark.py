@@ -169,7 +169,7 @@ def _classifiers_for(path: Path, device: str, compile_cuda: bool, echo) -> list[
         if torch.cuda.is_available() and device != "cpu":
             out.append(("torch eager", "fp32", TorchBackend(path, device="cuda", fp16=False)))
             out.append(("torch eager", "fp16", TorchBackend(path, device="cuda", fp16=True)))
-            out.append(("torch cuda graph", "fp16", TorchBackend(path, device="cuda", fp16=True, cuda_graph=True)))
+            out.append(("torch cuda graph", "fp16", TorchBackend(path, device="cuda", fp16=True, cuda_graphs=True)))
             if compile_cuda:
                 compiled = TorchBackend(path, device="cuda", fp16=True)
                 compiled.model = torch.compile(compiled.model, mode="max-autotune")
@@ -191,7 +191,9 @@ def _classifiers_for(path: Path, device: str, compile_cuda: bool, echo) -> list[
                 continue
             out.append((f"onnxruntime {provider.replace('ExecutionProvider', '')}", classifier.precision, classifier))
         return out
-    return [("tensorrt", "fp16", load_classifier(path))]
+    from ..backends.tensorrt_backend import TensorRTBackend
+
+    return [("tensorrt", "fp16", TensorRTBackend(path)), ("tensorrt cuda graph", "fp16", TensorRTBackend(path, cuda_graphs=True))]
 
 
 def benchmark(models: list[str | os.PathLike], *, batches=(1,), warmup: int = 5, iterations: int = 50,
