@@ -28,7 +28,8 @@ from catmood.errors import CatmoodError
 from catmood.export.onnx import export_onnx
 from catmood.fileio import atomic_write_json, atomic_write_text
 from catmood.runtime.benchmark import environment, make_input
-from catmood.runtime.pipeline import RuntimeOptions, run_pipeline
+from catmood.runtime.options import RuntimeOptions
+from catmood.runtime.pipeline import run_pipeline
 from catmood.timing import latency_stats, time_cuda_events, time_it
 from catmood.training.config import resolve_config
 from catmood.training.devices import amp_dtype

@@ -26,7 +26,8 @@ from catmood.data.report import format_table
 from catmood.data.synth import draw_face, render_background, sample_appearance, sample_pose, typical_expression
 from catmood.export.onnx import export_onnx
 from catmood.preprocess import preprocess
-from catmood.runtime.pipeline import RuntimeOptions, run_pipeline
+from catmood.runtime.options import RuntimeOptions
+from catmood.runtime.pipeline import run_pipeline
 from catmood.spec import ModelSpec
 from catmood.training.models import create_model
 

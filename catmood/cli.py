@@ -145,7 +145,7 @@ def _cmd_eval(args) -> int:
 
 
 def _add_export(sub) -> None:
-    from .export.tensorrt import EngineOptions
+    from .export.options import DEFAULT_OPSET, GATES, EngineOptions
 
     export = sub.add_parser("export", help="export a checkpoint to ONNX / FP16 ONNX / TensorRT, gated by parity",
                             description="With no format flag: --onnx --fp16. Exits 1 when an artifact fails its "
@@ -158,7 +158,7 @@ def _add_export(sub) -> None:
     export.add_argument("--input", dest="input_dtype", default="float32", choices=("float32", "uint8"),
                         help="graph input: normalised float NCHW, or raw uint8 BGR NHWC frames")
     export.add_argument("--probs", action="store_true", help="add a 'probs' output (fused softmax)")
-    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     engine = EngineOptions()
     export.add_argument("--batch", default=engine.batch, help="TensorRT profile MIN,OPT,MAX batch (and Triton max)")
     export.add_argument("--workspace", type=float, default=engine.workspace_gb, help="TensorRT workspace limit in GB")
@@ -169,17 +169,19 @@ def _add_export(sub) -> None:
     export.add_argument("--images", type=Path, help="parity images (default: the checkpoint's validation split)")
     export.add_argument("--max-images", type=int, default=200)
     export.add_argument("--triton", type=Path, metavar="DIR", help="also write a Triton model repository")
-    export.add_argument("--fp32-max-diff", type=float, default=1e-4, help="FP32 gate: max |logit diff|")
-    export.add_argument("--fp32-agreement", type=float, default=1.0, help="FP32 gate: min top-1 agreement")
-    export.add_argument("--fp16-agreement", type=float, default=0.995, help="FP16 gate: min top-1 agreement")
+    export.add_argument("--fp32-max-diff", type=float, default=GATES["fp32"].max_logit_diff,
+                        help="FP32 gate: max |logit diff|")
+    export.add_argument("--fp32-agreement", type=float, default=GATES["fp32"].min_agreement,
+                        help="FP32 gate: min top-1 agreement")
+    export.add_argument("--fp16-agreement", type=float, default=GATES["fp16"].min_agreement,
+                        help="FP16 gate: min top-1 agreement")
     export.add_argument("--no-latency", dest="latency", action="store_false", help="skip the latency column")
     export.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
+    from .export.options import EngineOptions, Gate
     from .export.pipeline import export_checkpoint
-    from .export.tensorrt import EngineOptions
-    from .export.verify import Gate
 
     formats = dict(onnx=args.onnx, fp16=args.fp16, trt=args.trt)
     if not any(formats.values()):
@@ -195,6 +197,8 @@ def _cmd_export(args) -> int:
 
 
 def _add_run(sub) -> None:
+    from .runtime.options import RuntimeOptions
+
     run = sub.add_parser("run", help="classify camera, video, stream or image frames in real time",
                          description="MODEL is a .onnx, an .engine (with its sidecar) or a checkpoint; its spec "
                                      "gives preprocessing and labels.")
@@ -208,21 +212,27 @@ def _add_run(sub) -> None:
     run.add_argument("--events", help="write one JSON line per frame")
     run.add_argument("--show", action="store_true", help="show a window when a display exists (q quits)")
     run.add_argument("--realtime", action="store_true", help="files: pace at native fps, drop late frames")
-    run.add_argument("--smooth", type=float, default=0.4, help="EMA weight of the newest frame (1: no smoothing)")
-    run.add_argument("--hold", type=float, default=0.5, help="seconds a new label must lead before it shows")
-    run.add_argument("--threshold", type=float, default=0.5, help="below this confidence: 'uncertain'")
-    run.add_argument("--detect-every", type=int, default=1, help="run the face detector every N frames")
-    run.add_argument("--max-frames", type=int)
+    default = RuntimeOptions.default
+    run.add_argument("--smooth", type=float, default=default("alpha"),
+                     help="EMA weight of the newest frame, 1: no smoothing (default %(default)s)")
+    run.add_argument("--hold", type=float, default=default("hold_s"),
+                     help="seconds a new label must lead before it shows (default %(default)s)")
+    run.add_argument("--threshold", type=float, default=default("threshold"),
+                     help="below this confidence: 'uncertain' (default %(default)s)")
+    run.add_argument("--detect-every", type=int, default=default("detect_every"),
+                     help="run the face detector every N frames (default %(default)s)")
+    run.add_argument("--max-frames", type=int, default=default("max_frames"), help="stop after N frames")
     run.add_argument("--summary", type=Path, metavar="JSON", help="also write the run summary as JSON")
     run.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args) -> int:
     from .fileio import atomic_write_json
-    from .runtime.pipeline import RuntimeOptions, run_pipeline
+    from .runtime.options import RuntimeOptions
+    from .runtime.pipeline import run_pipeline
 
     options = RuntimeOptions(faces=args.faces, alpha=args.smooth, hold_s=args.hold, threshold=args.threshold,
-                             detect_every=max(1, args.detect_every), realtime=args.realtime, show=args.show,
+                             detect_every=args.detect_every, realtime=args.realtime, show=args.show,
                              out=args.out, events=args.events, max_frames=args.max_frames)
     summary = run_pipeline(args.model, args.source, options, backend=args.backend, device=args.device)
     if args.summary:

@@ -21,7 +21,8 @@ from .errors import CatmoodError
 from .export.pipeline import export_checkpoint
 from .export.tensorrt import tensorrt_unavailable
 from .runtime.benchmark import benchmark, write_report
-from .runtime.pipeline import RuntimeOptions, run_pipeline
+from .runtime.options import RuntimeOptions
+from .runtime.pipeline import run_pipeline
 from .training.config import resolve_config
 from .training.loop import train
 

@@ -23,14 +23,22 @@ class LatencyStats:
     images_per_s: float
 
 
-def latency_stats(samples_ms, batch: int) -> LatencyStats:
-    """Statistics of per-iteration times (ms) for `batch` images per iteration."""
+def percentiles(samples_ms) -> dict[str, float]:
+    """p50, p90, p99 and mean of times (ms); zeros for none (a runtime stage that never ran)."""
     array = np.asarray(samples_ms, dtype=np.float64)
     if array.size == 0:
+        return dict(p50=0.0, p90=0.0, p99=0.0, mean=0.0)
+    p50, p90, p99 = (float(v) for v in np.percentile(array, [50, 90, 99]))
+    return dict(p50=p50, p90=p90, p99=p99, mean=float(array.mean()))
+
+
+def latency_stats(samples_ms, batch: int) -> LatencyStats:
+    """Statistics of per-iteration times (ms) for `batch` images per iteration."""
+    if len(samples_ms) == 0:
         raise CatmoodError("no timing samples")
-    mean = float(array.mean())
-    return LatencyStats(int(array.size), mean, float(np.percentile(array, 50)), float(np.percentile(array, 90)),
-                        float(np.percentile(array, 99)), float(array.min()), batch * 1000.0 / mean)
+    p = percentiles(samples_ms)
+    return LatencyStats(len(samples_ms), p["mean"], p["p50"], p["p90"], p["p99"], float(np.min(samples_ms)),
+                        batch * 1000.0 / p["mean"])
 
 
 def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None) -> list[float]:

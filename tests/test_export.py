@@ -18,7 +18,8 @@ from catmood.checkpoint import file_sha256, load_checkpoint
 from catmood.errors import CatmoodError
 from catmood.export import pipeline
 from catmood.export.pipeline import export_checkpoint
-from catmood.export.tensorrt import EngineOptions, parse_batch_profile, tensorrt_unavailable
+from catmood.export.options import EngineOptions, parse_batch_profile
+from catmood.export.tensorrt import tensorrt_unavailable
 from catmood.export.verify import collect_images
 from catmood.metadata import ArtifactError, EngineTarget, check_engine_target, read_onnx_metadata, read_sidecar
 from catmood.preprocess import preprocess

@@ -14,7 +14,8 @@ from catmood.backends import Classifier, select_classifier
 from catmood.metadata import ArtifactError, EngineTarget
 from catmood.runtime.decisions import UNCERTAIN, MoodSmoother
 from catmood.runtime.faces import FaceTracker, HaarCatFaceDetector, iou, merge_boxes, padded_box
-from catmood.runtime.pipeline import RuntimeOptions, run_pipeline
+from catmood.runtime.options import RuntimeOptions
+from catmood.runtime.pipeline import run_pipeline
 from catmood.runtime.sources import LiveSource, SourceError, open_source
 
 from conftest import frame_count, natural_image, write_video
@@ -254,3 +255,60 @@ def test_an_engine_for_another_gpu_is_refused(models, tmp_path):
     (tmp_path / "model.fp16.engine.json").unlink()
     with pytest.raises(ArtifactError, match="sidecar .* is missing"):
         select_classifier(engine)
+
+
+def test_classify_frames_yields_the_classifiers_own_results_and_uses_the_given_detector(models, tmp_path):
+    from catmood.preprocess import preprocess
+    from catmood.runtime.classify import NO_FACE, classify_frames
+
+    _, onnx_model, _ = models
+    classifier = select_classifier(onnx_model)
+    video = write_video(tmp_path / "in.mp4", 9)
+    no_smoothing = RuntimeOptions(alpha=1.0, hold_s=0.0, threshold=0.0, max_frames=6)
+    results = list(classify_frames(classifier, open_source(str(video)), no_smoothing))
+    assert [r.frame.index for r in results] == list(range(6))  # stops at max_frames
+    for r in results:
+        (whole,) = r.faces
+        own = classifier.predict(preprocess(r.frame.image, classifier.spec))[0]
+        np.testing.assert_allclose(whole.probs, own, rtol=1e-5, atol=1e-6)
+        assert whole.box is None and r.label == classifier.spec.class_names[int(own.argmax())]
+        assert set(r.latency_ms) == {"capture", "preprocess", "inference", "postprocess"}
+
+    class TwoBoxes:  # any FaceDetector: a generated model's boxes, another cascade, ...
+        def detect(self, frame):
+            return [(0, 0, 40, 40), (60, 30, 50, 50)] if frame.mean() >= 0 else []
+
+    faces = list(classify_frames(classifier, open_source(str(video)), RuntimeOptions(faces=True, max_frames=3),
+                                 detector=TwoBoxes()))
+    assert [[f.box for f in r.faces] for r in faces] == [[(0, 0, 40, 40), (60, 30, 50, 50)]] * 3
+    assert [f.track_id for f in faces[-1].faces] == [faces[0].faces[0].track_id, faces[0].faces[1].track_id]
+    assert faces[0].label == faces[0].faces[1].decision.label  # the largest face's label
+
+    class NoFaces:
+        def detect(self, frame):
+            return []
+
+    (empty,) = list(classify_frames(classifier, open_source(str(video)), RuntimeOptions(faces=True, max_frames=1),
+                                    detector=NoFaces()))
+    assert empty.faces == [] and empty.label == NO_FACE
+
+
+@pytest.mark.parametrize("field, value, flag", [("detect_every", 0, "--detect-every"), ("detect_every", -2, "--detect-every"),
+                                                ("threshold", 2, "--threshold"), ("threshold", -1, "--threshold"),
+                                                ("hold_s", -1, "--hold"), ("alpha", 0, "--smooth"), ("alpha", 2, "--smooth"),
+                                                ("max_frames", 0, "--max-frames"), ("max_frames", -5, "--max-frames")])
+def test_runtime_options_are_validated_in_the_library(field, value, flag):
+    from catmood.errors import CatmoodError
+
+    with pytest.raises(CatmoodError, match=f"^{flag} must be .*, got {value}$"):
+        RuntimeOptions(**{field: value})
+
+
+def test_bad_run_options_are_one_line_before_any_work(models, tmp_path, capsys):
+    _, onnx_model, _ = models
+    video = write_video(tmp_path / "in.mp4", 3)
+    assert cli.main(["run", str(onnx_model), "--source", str(video), "--detect-every", "0",
+                     "--events", str(tmp_path / "e.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["catmood: error: --detect-every must be a whole number >= 1, got 0"]
+    assert not (tmp_path / "e.jsonl").exists()

@@ -23,7 +23,8 @@ from catmood.backends.tensorrt_api import STRONGLY_TYPED, WEAK_FP16, WEAK_FP16_P
 from catmood.backends.tensorrt_backend import TensorRTBackend
 from catmood.errors import CatmoodError
 from catmood.export.pipeline import export_checkpoint
-from catmood.export.tensorrt import EngineBuildError, EngineOptions, EngineSources, build_engine, gated_engine
+from catmood.export.options import EngineOptions
+from catmood.export.tensorrt import EngineBuildError, EngineSources, build_engine, gated_engine
 from catmood.metadata import read_onnx_metadata, read_sidecar
 from conftest import natural_image
 
@@ -97,7 +98,8 @@ def gate_against(onnx_files):
     """The gate's `check`, with ONNX Runtime on the FP32 ONNX as the reference (as export's check does with
     PyTorch): one FormatResult per engine."""
     from catmood.export.pipeline import FormatResult
-    from catmood.export.verify import GATES, ParityImages, compare
+    from catmood.export.options import GATES
+    from catmood.export.verify import ParityImages, compare
 
     frames = [natural_image(70 + 5 * i, 90, seed=i) for i in range(8)]
     reference = catmood_backends.load_classifier(onnx_files["fp32"])

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ImageError
 from ..fileio import atomic_path
+from ..tables import format_table
 from .images import load_rgb
 from .layouts import ERROR, FATAL, WARNING, DatasetIndex
 
@@ -25,19 +26,6 @@ def inspection_dict(index: DatasetIndex, skip_bad: bool = False) -> dict:
         "problems": [{"severity": p.severity, "path": str(p.path), "reason": p.reason} for p in index.problems],
         "trainable": index.is_trainable(skip_bad),
     }
-
-
-def format_table(header: list[str], rows: list[list], align_left: int = 1) -> str:
-    """A plain-text table: first `align_left` columns left-aligned, the rest right-aligned."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-
-    def fmt(row):
-        return "  ".join(c.ljust(w) if i < align_left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(r) for r in cells[1:]]
-    return "\n".join(lines)
 
 
 def format_inspection(index: DatasetIndex, skip_bad: bool = False, max_problems: int = 200) -> str:

@@ -21,8 +21,8 @@ from ..errors import CatmoodError
 from ..fileio import atomic_path
 from ..metadata import PROVENANCE_KEY, SPEC_KEY
 from ..spec import ModelSpec
+from .options import DEFAULT_OPSET
 
-DEFAULT_OPSET = 18
 DYNAMO_MIN_OPSET = 18  # the lowest opset torch's dynamo exporter writes without a (lossy) version conversion
 # Protobuf files stop at 2 GB: bigger models keep their weights in a .data file beside the .onnx.
 SINGLE_FILE_LIMIT = 1_800_000_000

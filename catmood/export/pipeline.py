@@ -16,9 +16,10 @@ from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metadata import read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
-from .onnx import DEFAULT_OPSET, export_fp16, export_onnx
-from .tensorrt import EngineBuildError, EngineOptions, EngineSources, gated_engine, tensorrt_unavailable
-from .verify import GATES, Gate, Parity, batch1_latency_ms, collect_images, compare
+from .onnx import export_fp16, export_onnx
+from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate
+from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
+from .verify import Parity, batch1_latency_ms, collect_images, compare
 
 
 @dataclass

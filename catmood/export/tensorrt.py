@@ -23,38 +23,11 @@ from ..backends.tensorrt_backend import current_target
 from ..errors import CatmoodError
 from ..fileio import atomic_path, atomic_write_bytes, atomic_write_json
 from ..metadata import EngineTarget, read_onnx_metadata, sidecar_path
+from .options import EngineOptions
 
 
 class EngineBuildError(CatmoodError):
     """TensorRT could not parse the ONNX or build an engine from it."""
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How engines are built. `batch`: the profile's MIN,OPT,MAX batch (faces per frame at run time)."""
-
-    batch: str = "1,8,32"
-    workspace_gb: float = 4.0
-    version_compatible: bool = False    # runs on later TensorRT releases of the same major (lean runtime inside)
-    hardware_compatible: bool = False   # runs on any Ampere or newer GPU, at some speed cost
-    timing_cache: str | None = None     # default: beside the engine
-
-    @property
-    def profile(self) -> tuple[int, int, int]:
-        return parse_batch_profile(self.batch)
-
-
-def parse_batch_profile(text: str | tuple[int, ...]) -> tuple[int, int, int]:
-    """'1,8,32' -> (min, opt, max) batch sizes of the optimisation profile."""
-    try:
-        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        raise CatmoodError(f"--batch must be MIN,OPT,MAX batch sizes like 1,8,32, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-        raise CatmoodError(f"--batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def tensorrt_unavailable() -> str | None:

@@ -19,24 +19,7 @@ from ..data.images import is_image_name
 from ..errors import CatmoodError
 from ..preprocess import preprocess
 from ..timing import time_it
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Pass when the max |logit difference| is within `max_logit_diff` (None: not checked) and top-1
-    agreement with PyTorch is at least `min_agreement`."""
-
-    max_logit_diff: float | None
-    min_agreement: float
-
-    def describe(self) -> str:
-        parts = [f"agreement >= {self.min_agreement:.1%}"]
-        if self.max_logit_diff is not None:
-            parts.insert(0, f"max abs logit diff <= {self.max_logit_diff:g}")  # no pipes: it sits in a markdown table
-        return ", ".join(parts)
-
-
-GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995)}
+from .options import Gate
 
 
 @dataclass

@@ -1,7 +1,6 @@
-"""The real-time loop: read -> (cat-face crops) -> preprocess -> infer -> smooth -> overlay/emit.
-
-One call: `run_pipeline(model, source, RuntimeOptions(...))`. The model's spec gives preprocessing and
-labels; nothing is configured twice. Ctrl-C and the end of the source flush every output.
+"""The runtime's outputs: `run_pipeline(model, source, RuntimeOptions(...))` consumes `classify_frames`
+and writes the overlay, the video, the events and the summary. Ctrl-C and the end of the source flush
+every output.
 """
 
 from __future__ import annotations
@@ -18,31 +17,16 @@ import cv2
 import numpy as np
 
 from ..backends import Classifier, select_classifier
-from ..data.report import format_table
 from ..errors import CatmoodError
-from ..preprocess import input_shape, preprocess
-from .decisions import MoodSmoother
-from .faces import FaceTracker, HaarCatFaceDetector, padded_box
+from ..tables import format_table
+from ..timing import percentiles
+from .classify import FrameResult, classify_frames
+from .faces import FaceDetector
+from .options import RuntimeOptions
 from .overlay import draw
 from .sources import FrameSource, open_source
 
 STAGES = ("capture", "preprocess", "inference", "postprocess")
-
-
-@dataclass
-class RuntimeOptions:
-    faces: bool = False            # classify cat-face crops instead of the whole frame
-    alpha: float = 0.4             # EMA weight of the newest frame's probabilities
-    hold_s: float = 0.5            # a new label must lead this long before it is shown
-    threshold: float = 0.5         # below this smoothed confidence the label is 'uncertain'
-    pad: float = 0.25              # face crops grow by this share of the box on every side
-    detect_every: int = 1          # run the face detector every N frames (tracks carry boxes between)
-    max_faces: int = 8
-    realtime: bool = False         # files: pace at native fps and drop late frames
-    show: bool = False             # a window (q quits) when a display exists
-    out: str | None = None         # annotated video (mp4v)
-    events: str | None = None      # JSON lines, one per frame
-    max_frames: int | None = None
 
 
 @dataclass
@@ -58,7 +42,6 @@ class RunSummary:
     labels: dict[str, int] = field(default_factory=dict)
     out: str | None = None
     events: str | None = None
-    source_fps: float | None = None
 
     @property
     def fps(self) -> float:
@@ -74,13 +57,6 @@ class RunSummary:
         return dict(source=self.source, backend=self.backend, frames=self.frames, seconds=self.seconds, fps=self.fps,
                     dropped=self.dropped, end_reason=self.end_reason, interrupted=self.interrupted,
                     stages_ms=self.stages, labels=self.labels, out=self.out, events=self.events)
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    if not values:
-        return dict(p50=0.0, p99=0.0, mean=0.0)
-    array = np.asarray(values)
-    return dict(p50=float(np.percentile(array, 50)), p99=float(np.percentile(array, 99)), mean=float(array.mean()))
 
 
 class _VideoOut:
@@ -116,130 +92,112 @@ class _VideoOut:
 
 
 def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backend: str = "auto",
-                 device: str = "auto", echo=print) -> RunSummary:
-    """Classify every frame of `source` with `model` (a path or a Classifier); return the summary."""
+                 device: str = "auto", detector: FaceDetector | None = None, on_result=None,
+                 echo=print) -> RunSummary:
+    """Classify every frame of `source` with `model` (a path or a Classifier) and write what `options`
+    asks for (overlay, video, events, window); return the summary. `on_result(FrameResult)`: called for
+    every frame, for callers that want the results themselves."""
     options = options or RuntimeOptions()
     classifier: Classifier = model if isinstance(model, Classifier) else select_classifier(model, backend, device)
     spec = classifier.spec
     frames_in: FrameSource = source if isinstance(source, FrameSource) else open_source(source, realtime=options.realtime)
-    summary = RunSummary(source=frames_in.name, backend=classifier.describe(), source_fps=frames_in.fps)
+    summary = RunSummary(source=frames_in.name, backend=classifier.describe())
     echo(f"running {spec.architecture} ({', '.join(spec.class_names)}) with {classifier.describe()} on "
          f"{frames_in.kind} {frames_in.name}" + (" | cat faces" if options.faces else " | whole frame"))
     for note in classifier.notes:
         echo(f"note: {note}")
-
-    smoother = MoodSmoother(spec.class_names, options.alpha, options.hold_s, options.threshold)
-    detector = HaarCatFaceDetector() if options.faces else None
-    tracker = FaceTracker() if options.faces else None
-    whole_state: dict = {}
-    buffers: dict[int, np.ndarray] = {}
+    sinks = _Sinks(options, spec.class_names, frames_in.fps, echo)
     times = {stage: [] for stage in STAGES}
-    events = open(options.events, "w", buffering=1 << 16) if options.events else None
-    video: _VideoOut | None = None
-    window = options.show
-    boxes: list = []
     started = time.perf_counter()
-    last = started
-    fps_ema = None
     try:
-        for frame in frames_in:
-            image = frame.image
+        for result in classify_frames(classifier, frames_in, options, detector):
             t0 = time.perf_counter()
-            # Crops: the cat faces (detected every `detect_every` frames), or the whole frame.
-            if detector is not None:
-                if summary.frames % options.detect_every == 0:
-                    boxes = detector.detect(image)[: options.max_faces]
-                tracks = tracker.update(boxes)
-                crops = []
-                for box in boxes:
-                    x, y, w, h = padded_box(box, image.shape, options.pad)
-                    crops.append(image[y:y + h, x:x + w])
-            else:
-                tracks, crops = [], [image]
-            n = len(crops)
-            if n:
-                if n not in buffers:  # one buffer per batch size, reused: no allocation in the steady state
-                    buffers[n] = np.empty(input_shape(spec, n), spec.input_dtype)
-                batch = preprocess(crops, spec, out=buffers[n])
-            t1 = time.perf_counter()
-            probs = classifier.predict(batch) if n else np.zeros((0, spec.num_classes), np.float32)
-            t2 = time.perf_counter()
-
-            decisions = []
-            if detector is not None:
-                for box, track, p in zip(boxes, tracks, probs):
-                    decisions.append((box, smoother.update(track.state, p, frame.timestamp), track.id))
-            else:
-                decisions.append((None, smoother.update(whole_state, probs[0], frame.timestamp), None))
-            now = time.perf_counter()
-            instant = 1.0 / max(now - last, 1e-6)
-            fps_ema = instant if fps_ema is None else 0.9 * fps_ema + 0.1 * instant
-            last = now
-            if options.out or window:
-                draw(image, decisions, spec.class_names, fps_ema, options.faces)
-            if options.out:
-                if video is None:
-                    video = _VideoOut(Path(options.out), frames_in.fps or 30.0, (image.shape[1], image.shape[0]))
-                video.write(image)
-            if window:
-                window = _show(image, echo)
-                if window == "quit":
-                    summary.end_reason = "q pressed"
-                    break
-            if not decisions:
-                shown = "no face"
-            elif options.faces:
-                shown = max(decisions, key=lambda d: d[0][2] * d[0][3])[1].label  # the largest face
-            else:
-                shown = decisions[0][1].label
-            summary.labels[shown] = summary.labels.get(shown, 0) + 1
-            t3 = time.perf_counter()
-            latency = dict(capture=frame.capture_ms, preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000,
-                           postprocess=(t3 - t2) * 1000)
-            for stage, value in latency.items():
-                times[stage].append(value)
-            if events is not None:
-                events.write(json.dumps(_event(frame, decisions, probs, spec.class_names, shown, latency,
-                                               options.faces)) + "\n")
-            summary.frames += 1
-            if options.max_frames and summary.frames >= options.max_frames:
-                summary.end_reason = f"--max-frames {options.max_frames}"
+            if not sinks.write(result):
+                summary.end_reason = "q pressed"
                 break
+            result.latency_ms["postprocess"] += (time.perf_counter() - t0) * 1000
+            for stage, value in result.latency_ms.items():
+                times[stage].append(value)
+            summary.labels[result.label] = summary.labels.get(result.label, 0) + 1
+            summary.frames += 1
+            if on_result is not None:
+                on_result(result)
+        if options.max_frames and summary.frames >= options.max_frames:
+            summary.end_reason = f"--max-frames {options.max_frames}"
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.end_reason = "interrupted (Ctrl-C)"
     finally:
         summary.seconds = time.perf_counter() - started
-        if events is not None:
-            events.close()
-            summary.events = options.events
-        if video is not None:
-            video.close()
-            summary.out = options.out
+        summary.events, summary.out = sinks.close()
         summary.dropped = frames_in.dropped
-        if not summary.end_reason:
-            summary.end_reason = frames_in.end_reason
+        summary.end_reason = summary.end_reason or frames_in.end_reason
         frames_in.close()
-        if options.show:
-            _close_windows()
-    summary.stages = {stage: _stats(values) for stage, values in times.items()}
+    summary.stages = {stage: percentiles(values) for stage, values in times.items()}
     echo(summary.table())
     return summary
 
 
-def _event(frame, decisions, probs, class_names, shown, latency, faces_mode) -> dict:
+class _Sinks:
+    """The runtime's outputs: overlay (drawn when a video or window wants it), video, events, window."""
+
+    def __init__(self, options: RuntimeOptions, class_names, fps: float | None, echo):
+        self.options, self.class_names, self.fps, self.echo = options, class_names, fps, echo
+        self.events = open(options.events, "w", buffering=1 << 16) if options.events else None
+        self.video: _VideoOut | None = None
+        self.window = options.show
+        self.fps_ema: float | None = None
+        self.last = time.perf_counter()
+
+    def write(self, result: FrameResult) -> bool:
+        """False when the user asked to stop (q in the window)."""
+        now = time.perf_counter()
+        instant = 1.0 / max(now - self.last, 1e-6)
+        self.fps_ema = instant if self.fps_ema is None else 0.9 * self.fps_ema + 0.1 * instant
+        self.last = now
+        image, options = result.frame.image, self.options
+        if options.out or self.window:
+            draw(image, [(f.box, f.decision, f.track_id) for f in result.faces], self.class_names, self.fps_ema,
+                 options.faces)
+        if options.out:
+            if self.video is None:
+                self.video = _VideoOut(Path(options.out), self.fps or 30.0, (image.shape[1], image.shape[0]))
+            self.video.write(image)
+        if self.window:
+            self.window = _show(image, self.echo)
+            if self.window == "quit":
+                return False
+        if self.events is not None:
+            self.events.write(json.dumps(_event(result, self.class_names, options.faces)) + "\n")
+        return True
+
+    def close(self) -> tuple[str | None, str | None]:
+        """Flush and finish every output; (events path, video path) of those written."""
+        if self.events is not None:
+            self.events.close()
+        if self.video is not None:
+            self.video.close()
+        if self.options.show:
+            _close_windows()
+        return (self.options.events if self.events is not None else None,
+                self.options.out if self.video is not None else None)
+
+
+def _event(result: FrameResult, class_names, faces_mode: bool) -> dict:
     def as_dict(values):
         return {name: round(float(v), 5) for name, v in zip(class_names, values)}
 
-    event = dict(frame=frame.index, time=round(frame.timestamp, 4), label=shown,
-                 latency_ms={k: round(v, 3) for k, v in latency.items()})
+    frame = result.frame
+    event = dict(frame=frame.index, time=round(frame.timestamp, 4), label=result.label,
+                 latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()})
     if faces_mode:
-        event["faces"] = [dict(id=track_id, box=list(map(int, box)), label=d.label, confidence=round(d.confidence, 4),
-                               probs=as_dict(p), smoothed=as_dict(d.probs))
-                          for (box, d, track_id), p in zip(decisions, probs)]
+        event["faces"] = [dict(id=f.track_id, box=list(map(int, f.box)), label=f.decision.label,
+                               confidence=round(f.decision.confidence, 4), probs=as_dict(f.probs),
+                               smoothed=as_dict(f.decision.probs)) for f in result.faces]
     else:
-        d = decisions[0][1]
-        event.update(confidence=round(d.confidence, 4), probs=as_dict(probs[0]), smoothed=as_dict(d.probs))
+        (face,) = result.faces
+        event.update(confidence=round(face.decision.confidence, 4), probs=as_dict(face.probs),
+                     smoothed=as_dict(face.decision.probs))
     return event
 
 

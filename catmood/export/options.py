@@ -1,0 +1,69 @@
+"""What an export is asked to do, and its defaults: light to import, so the CLI reads its defaults here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CatmoodError
+
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Pass when the max |logit difference| is within `max_logit_diff` (None: not checked) and top-1
+    agreement with PyTorch is at least `min_agreement`."""
+
+    max_logit_diff: float | None
+    min_agreement: float
+
+    def __post_init__(self):
+        if not 0 <= self.min_agreement <= 1:
+            raise CatmoodError(f"a gate's agreement must be between 0 and 1, got {self.min_agreement:g}")
+        if self.max_logit_diff is not None and not self.max_logit_diff >= 0:
+            raise CatmoodError(f"a gate's max logit difference must be >= 0, got {self.max_logit_diff:g}")
+
+    def describe(self) -> str:
+        parts = [f"agreement >= {self.min_agreement:.1%}"]
+        if self.max_logit_diff is not None:
+            parts.insert(0, f"max abs logit diff <= {self.max_logit_diff:g}")  # no pipes: it sits in a markdown table
+        return ", ".join(parts)
+
+
+GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995)}
+
+
+def parse_batch_sizes(text: str | tuple[int, ...], flag: str = "--batch") -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32): the one parser of batch-size lists (bench sizes, engine profiles)."""
+    try:
+        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        raise CatmoodError(f"{flag} must be comma-separated batch sizes like 1,8,32, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise CatmoodError(f"{flag} must be positive batch sizes, got {text!r}")
+    return values
+
+
+def parse_batch_profile(text: str | tuple[int, ...]) -> tuple[int, int, int]:
+    """'1,8,32' -> (min, opt, max) batch sizes of an optimisation profile; '8' -> (8, 8, 8)."""
+    values = parse_batch_sizes(text)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not values[0] <= values[1] <= values[2]:
+        raise CatmoodError(f"--batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How TensorRT engines are built. `batch`: the profile's MIN,OPT,MAX batch (faces per frame at run time)."""
+
+    batch: str = "1,8,32"
+    workspace_gb: float = 4.0
+    version_compatible: bool = False    # runs on later TensorRT releases of the same major (lean runtime inside)
+    hardware_compatible: bool = False   # runs on any Ampere or newer GPU, at some speed cost
+    timing_cache: str | None = None     # default: beside the engine
+
+    @property
+    def profile(self) -> tuple[int, int, int]:
+        return parse_batch_profile(self.batch)

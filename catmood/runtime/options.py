@@ -1,0 +1,48 @@
+"""How the runtime classifies and what it writes: one dataclass, validated here (light to import, so the
+CLI takes its defaults from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..errors import CatmoodError
+
+# Field -> the `catmood run` flag that sets it, so a bad value is named as the user typed it.
+FLAGS = {"alpha": "--smooth", "hold_s": "--hold", "threshold": "--threshold", "detect_every": "--detect-every",
+         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces"}
+
+
+@dataclass
+class RuntimeOptions:
+    faces: bool = False            # classify cat-face crops instead of the whole frame
+    alpha: float = 0.4             # EMA weight of the newest frame's probabilities (1: no smoothing)
+    hold_s: float = 0.5            # a new label must lead this long before it is shown
+    threshold: float = 0.5         # below this smoothed confidence the label is 'uncertain'
+    pad: float = 0.25              # face crops grow by this share of the box on every side
+    detect_every: int = 1          # run the face detector every N frames (tracks carry boxes between)
+    max_faces: int = 8
+    realtime: bool = False         # files: pace at native fps and drop late frames
+    show: bool = False             # a window (q quits) when a display exists
+    out: str | None = None         # annotated video (mp4v)
+    events: str | None = None      # JSON lines, one per frame
+    max_frames: int | None = None  # stop after this many frames (None: the whole source)
+
+    def __post_init__(self):
+        checks = (("alpha", 0 < self.alpha <= 1, "in (0, 1]"), ("hold_s", self.hold_s >= 0, ">= 0"),
+                  ("threshold", 0 <= self.threshold <= 1, "in [0, 1]"), ("pad", self.pad >= 0, ">= 0"),
+                  ("detect_every", _whole(self.detect_every) and self.detect_every >= 1, "a whole number >= 1"),
+                  ("max_faces", _whole(self.max_faces) and self.max_faces >= 1, "a whole number >= 1"),
+                  ("max_frames", self.max_frames is None or (_whole(self.max_frames) and self.max_frames >= 1),
+                   "a whole number >= 1"))
+        for name, ok, rule in checks:
+            if not ok:
+                raise CatmoodError(f"{FLAGS[name]} must be {rule}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def default(cls, name: str):
+        """A field's default (the CLI shows and uses it)."""
+        return next(f.default for f in fields(cls) if f.name == name)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
