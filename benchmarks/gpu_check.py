@@ -27,7 +27,7 @@ from catmood.data.synth import DEFAULT_MOODS, render_mood_video, synthesize_data
 from catmood.errors import CatmoodError
 from catmood.export.onnx import export_onnx
 from catmood.fileio import atomic_write_json, atomic_write_text
-from catmood.runtime.benchmark import environment, make_input
+from catmood.bench.measure import environment, make_input
 from catmood.runtime.options import RuntimeOptions
 from catmood.runtime.pipeline import run_pipeline
 from catmood.timing import latency_stats, time_cuda_events, time_it

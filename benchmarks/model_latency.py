@@ -14,10 +14,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from catmood.bench import BenchOptions, benchmark
+from catmood.bench.measure import environment
 from catmood.checkpoint import Checkpoint, save_checkpoint
-from catmood.data.report import format_table
 from catmood.export.onnx import export_onnx
-from catmood.runtime.benchmark import benchmark, environment
+from catmood.tables import format_table
 from catmood.training.models import create_model
 
 MODELS = ["resnet18", "mobilenetv3_large_100", "tf_efficientnet_lite0", "convnext_tiny", "vit_b_16", "convnext_large"]
@@ -39,8 +40,8 @@ def main() -> None:
             ckpt = save_checkpoint(Checkpoint(None, created.spec, created.model.state_dict()), Path(tmp) / "m.pt")
             del created
             onnx_path = export_onnx(ckpt, Path(tmp) / "m.onnx")
-            report = benchmark([ckpt, onnx_path], batches=(args.batch,), iterations=args.iterations,
-                               max_seconds=args.max_seconds, device="cpu", echo=print)
+            report = benchmark([ckpt, onnx_path], BenchOptions(batches=(args.batch,), iterations=args.iterations,
+                                                                max_seconds=args.max_seconds, device="cpu"))
         eager = next(r for r in report.rows if r.backend == "torch eager")
         ort = next(r for r in report.rows if r.backend.startswith("onnxruntime"))
         rows.append([name, f"{eager.gflops:.2f}" if eager.gflops else "-", f"{eager.stats.p50_ms:.1f}",

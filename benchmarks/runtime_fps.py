@@ -22,7 +22,7 @@ import torch
 from catmood.architectures import build_model
 from catmood.backends import select_classifier
 from catmood.checkpoint import Checkpoint, save_checkpoint
-from catmood.data.report import format_table
+from catmood.tables import format_table
 from catmood.data.synth import draw_face, render_background, sample_appearance, sample_pose, typical_expression
 from catmood.export.onnx import export_onnx
 from catmood.preprocess import preprocess

@@ -244,17 +244,22 @@ def _cmd_run(args) -> int:
 
 
 def _add_bench(sub) -> None:
+    from .bench.options import BenchOptions
+
+    default = BenchOptions()
     bench = sub.add_parser("bench", help="latency and throughput per backend and batch, end-to-end fps, accuracy",
                            description="Every backend this machine has for each MODEL (.pt, .onnx, .engine): "
                                        "warm-up, synchronisation, every iteration timed, p50/p90/p99.")
     bench.add_argument("models", nargs="+", type=Path, metavar="MODEL")
-    bench.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8,32")
-    bench.add_argument("--iterations", type=int, default=50, help="timed iterations per measurement (max)")
-    bench.add_argument("--max-seconds", type=float, default=10.0, help="time budget per measurement")
-    bench.add_argument("--warmup", type=int, default=5)
-    bench.add_argument("--device", default="auto", help="auto or cpu")
+    bench.add_argument("--batch", default=",".join(map(str, default.batches)), help="batch sizes, e.g. 1,8,32")
+    bench.add_argument("--iterations", type=int, default=default.iterations,
+                       help="timed iterations per measurement, at most (default %(default)s)")
+    bench.add_argument("--max-seconds", type=float, default=default.max_seconds,
+                       help="time budget per measurement (default %(default)s)")
+    bench.add_argument("--warmup", type=int, default=default.warmup, help="untimed runs first (default %(default)s)")
+    bench.add_argument("--device", default=default.device, choices=("auto", "cpu"))
     bench.add_argument("--video", help="also run the real pipeline on this source (end-to-end fps)")
-    bench.add_argument("--max-frames", type=int, default=300, help="frames of --video to run")
+    bench.add_argument("--max-frames", type=int, default=default.max_frames, help="frames of --video to run")
     bench.add_argument("--data", help="also report top-1 accuracy per format on this dataset's valid split")
     bench.add_argument("--compile", action="store_true", help="on CUDA also time torch.compile (slow to start)")
     bench.add_argument("--out", type=Path, default=Path("bench"), help="folder for bench.json/.md/.png")
@@ -262,11 +267,12 @@ def _add_bench(sub) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from .runtime.benchmark import benchmark, parse_batches, write_report
+    from .bench import BenchOptions, benchmark, write_report
+    from .export.options import parse_batch_sizes
 
-    report = benchmark(args.models, batches=parse_batches(args.batch), warmup=args.warmup,
-                       iterations=args.iterations, max_seconds=args.max_seconds, device=args.device,
-                       video=args.video, data=args.data, max_frames=args.max_frames, compile_cuda=args.compile)
+    options = BenchOptions(parse_batch_sizes(args.batch), args.warmup, args.iterations, args.max_seconds,
+                           args.device, args.max_frames, args.compile)
+    report = benchmark(args.models, options, video=args.video, data=args.data)
     print("")
     print(report.table())
     paths = write_report(report, args.out)

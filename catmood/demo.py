@@ -20,7 +20,7 @@ from .data.synth import DEFAULT_SCRIPT, render_mood_video, script_agreement, syn
 from .errors import CatmoodError
 from .export.pipeline import export_checkpoint
 from .export.tensorrt import tensorrt_unavailable
-from .runtime.benchmark import benchmark, write_report
+from .bench import BenchOptions, benchmark, write_report
 from .runtime.options import RuntimeOptions
 from .runtime.pipeline import run_pipeline
 from .training.config import resolve_config
@@ -114,8 +114,8 @@ def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 
 
     start = time.perf_counter()
     echo("[7/7] benchmarking the checkpoint and the exported models on this machine")
-    bench = benchmark([run_dir / "best.pt", model, export_dir / "model.fp16.onnx"], batches=(1, 8), iterations=30,
-                      max_seconds=4.0, device="auto", echo=echo)
+    bench = benchmark([run_dir / "best.pt", model, export_dir / "model.fp16.onnx"],
+                      BenchOptions(batches=(1, 8), iterations=30, max_seconds=4.0), echo=echo)
     bench_paths = write_report(bench, out / "bench")
     timings["bench"] = time.perf_counter() - start
 

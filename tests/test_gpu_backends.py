@@ -18,7 +18,8 @@ from catmood.backends.torch_backend import TorchBackend
 from catmood.errors import CatmoodError
 from catmood.export.onnx import export_fp16
 from catmood.export.pipeline import export_checkpoint
-from catmood.runtime.benchmark import _classifiers_for, make_input
+from catmood.bench.measure import classifiers_for, make_input
+from catmood.bench.options import BenchOptions
 
 # Option names from ONNX Runtime's TensorRT and CUDA execution provider pages
 # (onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html, CUDA-ExecutionProvider.html).
@@ -108,7 +109,7 @@ def test_the_export_gate_opens_models_with_the_runtime_options(models, tmp_path,
             select_classifier(tmp_path / name, backend)  # what `catmood run` opens
             assert fake_gpu.calls.pop() == (name, gate[name])
         # `catmood bench` opens one provider (and the CPU) at a time, each with the gate's options.
-        rows = _classifiers_for(tmp_path / name, "auto", False, print)
+        rows = classifiers_for(tmp_path / name, BenchOptions(), print)
         assert len(rows) == len(fake_gpu.calls) == 3
         for (backend, _, _), (opened, chain) in zip(rows, fake_gpu.calls):
             assert opened == name and chain[0] in gate[name]

@@ -12,30 +12,42 @@ from ..errors import CatmoodError
 from .base import Classifier, softmax
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+KINDS = ("torch", "onnxruntime", "tensorrt")  # also the --backend names that run each kind
+
+
+def artifact_kind(path: str | os.PathLike) -> str:
+    """The one place a file is mapped to its backend: a checkpoint (.pt/.pth or a run folder) -> torch,
+    .onnx -> onnxruntime, an engine (.engine/.plan/.trt) -> tensorrt."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth") or path.is_dir():
+        return "torch"
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix in ENGINE_SUFFIXES:
+        return "tensorrt"
+    raise CatmoodError(f"{path}: unknown model kind {suffix or '(no suffix)'}: expected a checkpoint (.pt), "
+                       "an ONNX model (.onnx) or a TensorRT engine (.engine)")
 
 
 def load_classifier(path: str | os.PathLike, *, providers: list[str] | None = None, device: str = "auto",
                     threads: int | None = None) -> Classifier:
     """The right backend for an artifact, chosen by its kind: .pt (PyTorch), .onnx, .engine/.plan."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth") or path.is_dir():
+    kind = artifact_kind(path)
+    if kind == "torch":
         from .torch_backend import TorchBackend
 
         return TorchBackend(path, device=device)
-    if suffix == ".onnx":
+    if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, providers=providers, threads=threads)
-    if suffix in ENGINE_SUFFIXES:
-        from .tensorrt_backend import TensorRTBackend
+    from .tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(path)
-    raise CatmoodError(f"{path}: unknown model kind {suffix or '(no suffix)'}: expected a checkpoint (.pt), "
-                       "an ONNX model (.onnx) or a TensorRT engine (.engine)")
+    return TensorRTBackend(path)
 
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", *KINDS)
 
 
 def select_classifier(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Classifier:
@@ -50,11 +62,7 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
     path = Path(path)
     if not path.exists():
         raise CatmoodError(f"{path}: model not found")
-    suffix = path.suffix.lower()
-    kind = "torch" if suffix in (".pt", ".pth") or path.is_dir() else "onnxruntime" if suffix == ".onnx" \
-        else "tensorrt" if suffix in ENGINE_SUFFIXES else None
-    if kind is None:
-        return load_classifier(path)  # raises the clear unknown-kind error
+    kind = artifact_kind(path)
     if backend == "tensorrt" and kind == "onnxruntime":
         from .onnxruntime_backend import PREFERENCE
 
@@ -68,4 +76,4 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
     return load_classifier(path, device=device)
 
 
-__all__ = ["BACKENDS", "Classifier", "load_classifier", "select_classifier", "softmax"]
+__all__ = ["BACKENDS", "KINDS", "Classifier", "artifact_kind", "load_classifier", "select_classifier", "softmax"]

@@ -19,7 +19,8 @@ class Classifier:
     and labels). `logits(batch)` and `predict(batch)` take the array `preprocess(frames, spec)` returns."""
 
     name: str = "?"
-    device: str = "?"
+    device: str = "?"          # where it runs, for people: "cuda:0 (Tensorrt EP, fp16)"
+    device_type: str = "cpu"   # where it runs, for code: "cpu" or "cuda"
     spec: ModelSpec
     # The precision it really computes in (an FP32 ONNX runs as FP16 in ONNX Runtime's TensorRT provider).
     precision: str = "fp32"

@@ -131,6 +131,7 @@ class OnnxRuntimeBackend(Classifier):
         self.precision = "fp16" if self.trt_fp16 else self.provenance.get("precision", "fp32")
         self.max_batch = TRT_PROFILE_BATCH[2] if self.providers[0] == TENSORRT else None
         short = self.providers[0].replace("ExecutionProvider", "")
+        self.device_type = "cpu" if self.providers[0] == CPU else "cuda"
         self.device = ("cpu" if self.providers[0] == CPU else "cuda:0") + f" ({short} EP, {self.precision})"
 
     def _session(self, ort, options, chain):

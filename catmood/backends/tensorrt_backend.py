@@ -46,6 +46,7 @@ class _Binding:
 
 class TensorRTBackend(Classifier):
     name = "tensorrt"
+    device_type = "cuda"
 
     def __init__(self, engine: str | os.PathLike, *, device_index: int = 0, cuda_graphs: bool = False,
                  here: EngineTarget | None = None, api: TensorRTApi | None = None, cuda: CudaDriver | None = None):

@@ -63,6 +63,7 @@ class TorchBackend(Classifier):
             raise CatmoodError(f"--device {device}: no CUDA GPU is available here")
         self.torch_device = torch.device(device)
         cuda = self.torch_device.type == "cuda"
+        self.device_type = self.torch_device.type
         if cuda_graphs and not cuda:
             raise CatmoodError(f"CUDA graphs need a CUDA device; this model runs on {device}")
         self.spec = ckpt.spec

@@ -162,6 +162,7 @@ def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLi
             "checkpoint": str(ckpt.path) if ckpt.path else None,
             "checkpoint_sha256": file_sha256(ckpt.path) if ckpt.path else None,
             "weights_source": ckpt.provenance.get("weights_source"), "epoch": ckpt.epoch,
+            "seed": ckpt.config.get("seed"),  # the dataset split: bench scores the same validation images
             "outputs": outputs}
     _set_metadata(model, spec, info)
     _save_onnx(model, out, external)

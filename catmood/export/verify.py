@@ -1,8 +1,9 @@
 """The parity gate: every exported artifact against the PyTorch model, on real images.
 
 Each image goes the way it will at run time (read with OpenCV, `catmood.preprocess` with the artifact's
-own spec) into the artifact, and the way training evaluated it into the PyTorch model (FP32, CPU). The
-gate compares logits and probabilities, top-1 agreement, and lists every image whose label flips.
+own spec) into the artifact, and the same way into the PyTorch model (FP32, CPU; training's evaluation
+transform calls the same preprocessing). The gate compares logits and probabilities, top-1 agreement,
+and lists every image whose label flips.
 """
 
 from __future__ import annotations
