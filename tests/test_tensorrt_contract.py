@@ -38,14 +38,31 @@ def test_the_surfaces_cover_the_releases_people_run():
     assert {"8", "10", "11"} <= versions, f"surfaces for TensorRT 8.6, 10.x and 11.x are needed, found {versions}"
 
 
-@pytest.fixture(params=SURFACES, ids=[p.stem for p in SURFACES])
+def surface_facts(path) -> dict:
+    names = json.loads(path.read_text())["names"]
+    major = int(path.stem.split(".")[0])
+    return dict(major=major, strongly_typed=major >= 11 or "STRONGLY_TYPED" in names["NetworkDefinitionCreationFlag"]["values"],
+                weak_fp16="FP16" in names["BuilderFlag"]["values"])
+
+
+def releases(**wanted):
+    """The surfaces whose facts match `wanted` (e.g. strongly_typed=True), as pytest parameters."""
+    return [pytest.param(p, id=p.stem) for p in SURFACES
+            if all(surface_facts(p)[k] == v for k, v in wanted.items())]
+
+
+@pytest.fixture
 def trt(request, monkeypatch):
-    """catmood sees the stand-in as `tensorrt` and the fake driver as the GPU."""
+    """catmood sees the stand-in of one release (the test's `release` parameter) as `tensorrt`, and the
+    fake driver as the GPU."""
     cuda = trt_standin.FakeCuda()
     module = trt_standin.load(request.param, cuda)
     monkeypatch.setattr(tensorrt_api_module, "import_tensorrt", lambda: module)
     monkeypatch.setattr(tensorrt_backend_module, "CudaDriver", lambda index=0: cuda)
     return module
+
+
+EVERY_RELEASE = pytest.mark.parametrize("trt", releases(), indirect=True)
 
 
 def has(module, enum: str, member: str) -> bool:
@@ -69,6 +86,7 @@ def first_mode_source(module, onnx_files):
     return mode, onnx_files["fp16" if mode == STRONGLY_TYPED else "opset17"]
 
 
+@EVERY_RELEASE
 def test_export_builds_the_engine_each_release_can_build_and_gates_it(trt, models, tmp_path):
     checkpoint = models[0]
     report = export_checkpoint(checkpoint, tmp_path, onnx=True, fp16=False, trt=True,
@@ -117,6 +135,7 @@ def sources(onnx_files):
     return EngineSources(onnx_files["checkpoint"], onnx_files["opset17"], onnx_files["fp16"])
 
 
+@EVERY_RELEASE
 def test_an_engine_that_fails_the_gate_is_rebuilt_once_the_way_its_release_allows(trt, onnx_files, tmp_path):
     trt._corrupt_builds = 1  # the first engine reverses its classes: every label flips
     engine = tmp_path / "model.fp16.engine"
@@ -137,9 +156,8 @@ def test_an_engine_that_fails_the_gate_is_rebuilt_once_the_way_its_release_allow
     assert failed.passed is False and len(trt._built) == 4
 
 
+@pytest.mark.parametrize("trt", releases(strongly_typed=True), indirect=True)
 def test_a_failed_strongly_typed_build_falls_back_only_where_weak_fp16_exists(trt, onnx_files, tmp_path):
-    if not (has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED") or trt._major >= 11):
-        pytest.skip(f"TensorRT {trt.__version__} has no strongly typed networks: nothing to fall back from")
     trt._fail_builds["strongly"] = True
     engine = tmp_path / "model.fp16.engine"
     if has(trt, "BuilderFlag", "FP16"):  # 10.x
@@ -152,21 +170,19 @@ def test_a_failed_strongly_typed_build_falls_back_only_where_weak_fp16_exists(tr
         assert not engine.exists()
 
 
+@pytest.mark.parametrize("trt", releases(strongly_typed=True), indirect=True)
 def test_putting_back_the_old_unguarded_fp16_flag_fails_wherever_networks_are_strongly_typed(trt, onnx_files,
                                                                                              tmp_path, monkeypatch):
     """The build code before this contract: `config.set_flag(trt.BuilderFlag.FP16)` whatever the release."""
     api = tensorrt_api()
-    if not api.strongly_typed:
-        pytest.skip(f"TensorRT {trt.__version__}: the FP16 flag is the right call there")
     monkeypatch.setattr(TensorRTApi, "set_precision", lambda self, config, mode: config.set_flag(self.trt.BuilderFlag.FP16))
     expected = EngineBuildError if has(trt, "BuilderFlag", "FP16") else AttributeError
     with pytest.raises(expected):
         build_engine(onnx_files["fp16"], tmp_path / "m.engine", mode=STRONGLY_TYPED, api=api, echo=lambda *a: None)
 
 
+@pytest.mark.parametrize("trt", releases(major=8), indirect=True)
 def test_8x_networks_need_the_explicit_batch_flag(trt, onnx_files, tmp_path, monkeypatch):
-    if trt._major >= 10:
-        pytest.skip(f"TensorRT {trt.__version__}: networks are always explicit batch")
     monkeypatch.setattr(TensorRTApi, "network_flags", lambda self, mode: 0)  # the TensorRT 10 idiom
     with pytest.raises(EngineBuildError, match="explicit batch"):
         build_engine(onnx_files["opset17"], tmp_path / "m.engine", mode=WEAK_FP16, echo=lambda *a: None)
@@ -175,6 +191,7 @@ def test_8x_networks_need_the_explicit_batch_flag(trt, onnx_files, tmp_path, mon
         build_engine(onnx_files["fp32"], tmp_path / "m.engine", mode=WEAK_FP16, echo=lambda *a: None)
 
 
+@EVERY_RELEASE
 @pytest.mark.parametrize("graph", ["fp32", "uint8"])
 def test_the_engine_backend_queues_everything_on_one_stream_and_allocates_once(trt, onnx_files, tmp_path, graph):
     mode, source = first_mode_source(trt, onnx_files)
@@ -201,6 +218,7 @@ def test_the_engine_backend_queues_everything_on_one_stream_and_allocates_once(t
     assert run == ["copy_to_device", "execute", "copy_to_host", "synchronize"] * 2, run
 
 
+@EVERY_RELEASE
 def test_cuda_graphs_replay_each_batch_size_after_its_first_run(trt, onnx_files, tmp_path):
     mode, source = first_mode_source(trt, onnx_files)
     engine = build_engine(source, tmp_path / "m.engine", mode=mode, options=EngineOptions("1,2,4"),
@@ -219,6 +237,7 @@ def test_cuda_graphs_replay_each_batch_size_after_its_first_run(trt, onnx_files,
     assert set(backend.graphs) == {1, 2} and one.shape == (1, len(backend.spec.class_names))
 
 
+@EVERY_RELEASE
 def test_gpu_detection_needs_no_torch_cuda(trt, monkeypatch):
     import torch
 

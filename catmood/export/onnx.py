@@ -131,13 +131,14 @@ def _save_onnx(model, path: Path, external: bool) -> None:
 
 
 def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLike, *, input_dtype: str = "float32",
-                probs: bool = False, opset: int = DEFAULT_OPSET) -> Path:
-    """Write `out` (.onnx): the checkpoint's model with its spec and provenance in metadata_props."""
+                probs: bool = False, opset: int = DEFAULT_OPSET, model: nn.Module | None = None) -> Path:
+    """Write `out` (.onnx): the checkpoint's model with its spec and provenance in metadata_props.
+    `model`: the checkpoint's model already built on the CPU in FP32 (export's PyTorch reference), if any."""
     import onnx
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     spec = graph_spec(ckpt.spec, input_dtype)
-    module: nn.Module = model_from_checkpoint(ckpt).cpu().eval()
+    module: nn.Module = (model if model is not None else model_from_checkpoint(ckpt)).cpu().eval()
     size = spec.input_size
     if input_dtype == "uint8":
         module = RawFrameInput(module, spec)

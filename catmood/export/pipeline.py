@@ -130,71 +130,45 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     """Export and verify; the report says PASS only when every requested artifact passes its gate.
 
     `engine`: the TensorRT build options; its batch profile also gives Triton's max batch."""
-    ckpt = load_checkpoint(checkpoint)
-    gates = {**GATES, **(gates or {})}
-    out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
-    out.mkdir(parents=True, exist_ok=True)
     if not (onnx or fp16 or trt):
         raise CatmoodError("nothing to export: ask for --onnx, --fp16 and/or --trt")
     engine.profile  # a bad --batch is refused before any work
+    ckpt = load_checkpoint(checkpoint)
+    out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
+    out.mkdir(parents=True, exist_ok=True)
     trt_problem = tensorrt_unavailable() if trt else None
     trt_api = tensorrt_api() if trt and not trt_problem else None
     # Strongly typed engines are built from the gated FP16 ONNX, so --trt alone makes and gates it too.
     fp16 = fp16 or (trt_api is not None and STRONGLY_TYPED in trt_api.precision_modes())
 
-    seed = int(ckpt.config.get("seed", 0))
-    parity_images = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
-                                   seed=seed, max_images=max_images)
-    echo(f"parity images: {len(parity_images.frames)} from {parity_images.source}")
-    report = ExportReport(ckpt.path, out, parity_images.source, len(parity_images.frames))
-
-    reference = TorchBackend(ckpt, device="cpu", fp16=False)
-    ref_logits = reference.logits_of_frames(parity_images.frames)
-    ref_row = FormatResult("pytorch", ckpt.path, "fp32", reference.device, _size_mb(ckpt.path))
-    if parity_images.labels is not None:
-        ref_row.accuracy = float((ref_logits.argmax(1) == parity_images.labels).mean())
-    if latency:
-        ref_row.latency_ms = batch1_latency_ms(reference, parity_images.frames[0])
-    report.results.append(ref_row)
-
-    def check(fmt: str, path: Path) -> FormatResult:
-        """Gate `path` loaded exactly as `catmood run` loads it, by the precision it really runs in there."""
-        classifier = select_classifier(path)
-        logits = classifier.logits_of_frames(parity_images.frames)
-        parity = compare(ref_logits, logits, parity_images, ckpt.spec.class_names)
-        precision = classifier.precision
-        row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gates[precision],
-                           parity.accuracy, notes=list(classifier.notes))
-        if latency:
-            row.latency_ms = batch1_latency_ms(classifier, parity_images.frames[0])
-        verdict = "PASS" if row.passed else "FAIL"
-        echo(f"{fmt}: max |logit diff| {parity.max_logit_diff:.2e}, agreement {parity.agreement:.2%}, "
-             f"{len(parity.flips)} flip(s) -> {verdict} ({row.gate.describe()})")
-        return row
+    images_found = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
+                                  seed=int(ckpt.config.get("seed", 0)), max_images=max_images)
+    echo(f"parity images: {len(images_found.frames)} from {images_found.source}")
+    report = ExportReport(ckpt.path, out, images_found.source, len(images_found.frames))
+    gate = _Gatekeeper(ckpt, images_found, {**GATES, **(gates or {})}, latency, echo)
+    report.results.append(gate.reference_row)
 
     suffix = ".uint8" if input_dtype == "uint8" else ""
-    onnx_path = out / f"model{suffix}.onnx"
-    if onnx or fp16 or (trt and not trt_problem):
+    onnx_path, fp16_path = out / f"model{suffix}.onnx", out / f"model{suffix}.fp16.onnx"
+    if onnx or fp16 or trt_api:
         echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {onnx_path}")
-        export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset)
-        report.results.append(check("onnx", onnx_path))
-    fp16_path = out / f"model{suffix}.fp16.onnx"
+        export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset, model=gate.reference.model)
+        report.results.append(gate.check("onnx", onnx_path))
     if fp16:
         echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {fp16_path}")
         export_fp16(onnx_path, fp16_path)
-        report.results.append(check("onnx-fp16", fp16_path))
-    if trt:
-        if trt_problem:
-            report.errors.append(f"--trt: {trt_problem}")
-            echo(f"catmood: error: --trt: {trt_problem} (the other formats were exported)")
-        else:
-            sources = EngineSources(ckpt, onnx_path, fp16_path, input_dtype, probs)
-            try:
-                report.results.append(gated_engine(sources, out / f"model{suffix}.fp16.engine", check,
-                                                   options=engine, api=trt_api, echo=echo))
-            except EngineBuildError as exc:
-                report.errors.append(f"--trt: {exc}")
-                echo(f"catmood: error: --trt: {exc}")
+        report.results.append(gate.check("onnx-fp16", fp16_path))
+    if trt_problem:
+        report.errors.append(f"--trt: {trt_problem}")
+        echo(f"catmood: error: --trt: {trt_problem} (the other formats were exported)")
+    elif trt_api:
+        try:
+            report.results.append(gated_engine(EngineSources(ckpt, onnx_path, fp16_path, input_dtype, probs),
+                                               out / f"model{suffix}.fp16.engine", gate.check, options=engine,
+                                               api=trt_api, echo=echo))
+        except EngineBuildError as exc:
+            report.errors.append(f"--trt: {exc}")
+            echo(f"catmood: error: --trt: {exc}")
     if triton:
         from .triton import write_triton_repository
 
@@ -203,9 +177,42 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
                                                 outputs=["logits", "probs"] if probs else ["logits"],
                                                 max_batch=engine.profile[2])
         echo(f"Triton model repository: {report.triton}")
+    _write_report(report, echo)
+    return report
 
-    atomic_write_json(out / "export_report.json", report.to_dict())
-    atomic_write_text(out / "export_report.md", report.markdown())
+
+class _Gatekeeper:
+    """The PyTorch reference (FP32, CPU) on the parity images, and the gate every artifact goes through."""
+
+    def __init__(self, ckpt, images, gates: dict[str, Gate], latency: bool, echo):
+        self.images, self.gates, self.latency, self.echo = images, gates, latency, echo
+        self.class_names = ckpt.spec.class_names
+        self.reference = TorchBackend(ckpt, device="cpu", fp16=False)
+        self.logits = self.reference.logits_of_frames(images.frames)
+        row = FormatResult("pytorch", ckpt.path, "fp32", self.reference.device, _size_mb(ckpt.path))
+        if images.labels is not None:
+            row.accuracy = float((self.logits.argmax(1) == images.labels).mean())
+        if latency:
+            row.latency_ms = batch1_latency_ms(self.reference, images.frames[0])
+        self.reference_row = row
+
+    def check(self, fmt: str, path: Path) -> FormatResult:
+        """Gate `path` loaded exactly as `catmood run` loads it, by the precision it really runs in there."""
+        classifier = select_classifier(path)
+        parity = compare(self.logits, classifier.logits_of_frames(self.images.frames), self.images, self.class_names)
+        precision = classifier.precision
+        row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, self.gates[precision],
+                           parity.accuracy, notes=list(classifier.notes))
+        if self.latency:
+            row.latency_ms = batch1_latency_ms(classifier, self.images.frames[0])
+        self.echo(f"{fmt}: max |logit diff| {parity.max_logit_diff:.2e}, agreement {parity.agreement:.2%}, "
+                  f"{len(parity.flips)} flip(s) -> {'PASS' if row.passed else 'FAIL'} ({row.gate.describe()})")
+        return row
+
+
+def _write_report(report: ExportReport, echo) -> None:
+    atomic_write_json(report.out_dir / "export_report.json", report.to_dict())
+    atomic_write_text(report.out_dir / "export_report.md", report.markdown())
     echo("")
     echo(report.table())
     for row in report.results:
@@ -213,6 +220,4 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
             shown = ", ".join(f"{f['image']} ({f['pytorch']} -> {f['artifact']})" for f in row.parity.flips[:10])
             more = f" and {len(row.parity.flips) - 10} more" if len(row.parity.flips) > 10 else ""
             echo(f"{row.format} flips: {shown}{more}")
-    echo(f"report: {out / 'export_report.md'} | verdict: {'PASS' if report.passed else 'FAIL'}")
-    return report
-
+    echo(f"report: {report.out_dir / 'export_report.md'} | verdict: {'PASS' if report.passed else 'FAIL'}")
