@@ -16,6 +16,9 @@ from typing import Any
 from .errors import CatmoodError, SpecError
 from .spec import ModelSpec
 
+# The tensors of every exported graph: a normalised (or raw uint8) image batch in, logits (and, on request,
+# softmax probabilities) out.
+INPUT_NAME, LOGITS_NAME, PROBS_NAME = "images", "logits", "probs"
 SPEC_KEY = "catmood.spec"
 PROVENANCE_KEY = "catmood.provenance"
 SIDECAR_SUFFIX = ".json"

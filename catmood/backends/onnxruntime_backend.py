@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CatmoodError
-from ..metadata import ArtifactError, read_onnx_metadata
+from ..metadata import LOGITS_NAME, ArtifactError, read_onnx_metadata
 from ..preprocess import input_shape
 from .base import Classifier
 
@@ -119,7 +119,7 @@ class OnnxRuntimeBackend(Classifier):
         self.session = self._session(ort, options, chain)
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
-        self.output_name = "logits" if "logits" in outputs else outputs[0]
+        self.output_name = LOGITS_NAME if LOGITS_NAME in outputs else outputs[0]
         # ONNX Runtime drops a provider that fails to start (a missing libnvinfer, say) with a log line only.
         self.providers = self.session.get_providers()
         dropped = [p for p in wanted if p not in self.providers]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metadata import ArtifactError, EngineTarget, check_engine_target, read_sidecar
+from ..metadata import LOGITS_NAME, ArtifactError, EngineTarget, check_engine_target, read_sidecar
 from .base import Classifier
 from .cuda_driver import CudaDriver, CudaError
 from .tensorrt_api import TensorRTApi, tensorrt_api
@@ -98,7 +98,7 @@ class TensorRTBackend(Classifier):
             self.bindings[name] = binding
         self.input = self.bindings[inputs[0]]
         outputs = [n for n in names if n not in inputs]
-        self.output = self.bindings["logits" if "logits" in outputs else outputs[0]]
+        self.output = self.bindings[LOGITS_NAME if LOGITS_NAME in outputs else outputs[0]]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         self.cuda.make_current()

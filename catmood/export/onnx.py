@@ -19,7 +19,7 @@ from torch import nn
 from ..checkpoint import Checkpoint, file_sha256, load_checkpoint, model_from_checkpoint, provenance
 from ..errors import CatmoodError
 from ..fileio import atomic_path
-from ..metadata import PROVENANCE_KEY, SPEC_KEY
+from ..metadata import INPUT_NAME, LOGITS_NAME, PROBS_NAME, PROVENANCE_KEY, SPEC_KEY
 from ..spec import ModelSpec
 from .options import DEFAULT_OPSET
 
@@ -87,13 +87,13 @@ def _torch_export(module: nn.Module, example: torch.Tensor, path: Path, outputs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if exporter == "dynamo":
-                    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
+                    torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
                                       opset_version=opset, dynamo=True, external_data=external, verbose=False,
                                       dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
                 else:
-                    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
+                    torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
                                       opset_version=opset, dynamo=False,
-                                      dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]})
+                                      dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]})
             return exporter
         except Exception as error:  # some models trace only with one of the two exporters
             failures.append(f"{exporter} exporter: {str(error).splitlines()[0][:200]}")
@@ -145,10 +145,10 @@ def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLi
         example = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
     else:
         example = torch.randn(2, 3, size, size)
-    outputs = ["logits"]
+    outputs = [LOGITS_NAME]
     if probs:
         module = WithProbabilities(module)
-        outputs.append("probs")
+        outputs.append(PROBS_NAME)
     module.eval()
     external = sum(p.numel() * p.element_size() for p in module.parameters()) > SINGLE_FILE_LIMIT
     out = Path(out)

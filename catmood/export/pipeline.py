@@ -14,7 +14,7 @@ from ..checkpoint import load_checkpoint
 from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
-from ..metadata import read_onnx_metadata
+from ..metadata import LOGITS_NAME, PROBS_NAME, read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
 from .onnx import export_fp16, export_onnx
 from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate
@@ -174,7 +174,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
 
         # The spec from the file's metadata: opening a session here could start a TensorRT engine build.
         report.triton = write_triton_repository(triton, onnx_path, read_onnx_metadata(onnx_path)[0],
-                                                outputs=["logits", "probs"] if probs else ["logits"],
+                                                outputs=[LOGITS_NAME, PROBS_NAME] if probs else [LOGITS_NAME],
                                                 max_batch=engine.profile[2])
         echo(f"Triton model repository: {report.triton}")
     _write_report(report, echo)

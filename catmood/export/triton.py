@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..fileio import atomic_path, atomic_write_text
+from ..metadata import INPUT_NAME
 from ..spec import ModelSpec
 
 
@@ -17,7 +18,7 @@ def triton_config(spec: ModelSpec, *, name: str, platform: str, outputs: list[st
     else:
         data_type, dims = "TYPE_FP32", [3, size, size]
     lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
-             "input [", "  {", '    name: "images"', f"    data_type: {data_type}",
+             "input [", "  {", f'    name: "{INPUT_NAME}"', f"    data_type: {data_type}",
              f"    dims: [ {', '.join(map(str, dims))} ]", "  }", "]", "output ["]
     for i, output in enumerate(outputs):
         lines += ["  {", f'    name: "{output}"', "    data_type: TYPE_FP32", f"    dims: [ {spec.num_classes} ]",
