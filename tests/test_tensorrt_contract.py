@@ -259,3 +259,16 @@ def test_an_engine_is_refused_by_another_release_before_it_is_deserialised(model
         TensorRTBackend(engine)
     sidecar = json.loads((tmp_path / "m.engine.json").read_text())
     assert sidecar["tensorrt"] == old.__version__
+
+
+def test_no_nvidia_driver_is_one_clear_line(monkeypatch):
+    import ctypes
+
+    from catmood.backends import cuda_driver
+
+    def no_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    with pytest.raises(cuda_driver.CudaError, match=r"^no NVIDIA driver found \(libcuda.so.1\): TensorRT needs"):
+        cuda_driver.CudaDriver()
