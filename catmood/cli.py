@@ -39,8 +39,11 @@ def _add_data(sub) -> None:
 def _cmd_inspect(args) -> int:
     from .data.layouts import discover_dataset
     from .data.report import format_inspection, inspection_dict, write_preview
-    from .fileio import atomic_write_json
+    from .fileio import atomic_write_json, check_output
 
+    for path, what, kind in ((args.json, "--json", "JSON file"), (args.preview, "--preview", "image")):
+        if path:
+            check_output(path, what, kind, inputs=[args.path])
     index = discover_dataset(args.path, check_images=not args.no_check, seed=args.seed, progress=True)
     print(format_inspection(index, skip_bad=args.skip_bad))
     if args.json:
@@ -132,8 +135,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .fileio import atomic_write_json
+    from .fileio import atomic_write_json, check_output
     from .training.evaluate import evaluate_checkpoint, format_metrics
+
+    if args.json:
+        check_output(args.json, "--json", "JSON file", inputs=[args.checkpoint, args.data])
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, batch_size=args.batch_size,
                                   device=args.device, skip_bad=args.skip_bad)
@@ -182,6 +188,11 @@ def _add_export(sub) -> None:
 def _cmd_export(args) -> int:
     from .export.options import EngineOptions, Gate
     from .export.pipeline import export_checkpoint
+    from .fileio import check_output
+
+    for path, what in ((args.out, "--out"), (args.triton, "--triton")):
+        if path:
+            check_output(path, what, "folder", inputs=[args.checkpoint, args.images])
 
     formats = dict(onnx=args.onnx, fp16=args.fp16, trt=args.trt)
     if not any(formats.values()):
@@ -227,9 +238,15 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(args) -> int:
-    from .fileio import atomic_write_json
+    from .fileio import atomic_write_json, check_output
     from .runtime.options import RuntimeOptions
     from .runtime.pipeline import run_pipeline
+
+    inputs = [args.model, args.model.with_name(args.model.name + ".json"), args.source]  # an engine's sidecar too
+    for path, what, kind in ((args.out, "--out", "video"), (args.events, "--events", "JSON lines file"),
+                             (args.summary, "--summary", "JSON file")):
+        if path:
+            check_output(path, what, kind, inputs=inputs)
 
     options = RuntimeOptions(faces=args.faces, alpha=args.smooth, hold_s=args.hold, threshold=args.threshold,
                              detect_every=args.detect_every, realtime=args.realtime, show=args.show,
@@ -269,6 +286,9 @@ def _add_bench(sub) -> None:
 def _cmd_bench(args) -> int:
     from .bench import BenchOptions, benchmark, write_report
     from .export.options import parse_batch_sizes
+    from .fileio import check_output
+
+    check_output(args.out, "--out", "folder", inputs=[*args.models, args.video, args.data])
 
     options = BenchOptions(parse_batch_sizes(args.batch), args.warmup, args.iterations, args.max_seconds,
                            args.device, args.max_frames, args.compile)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -46,3 +47,81 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# What a file is, by its suffix. An output may replace a file of its own kind (last run's events), never a
+# file of another kind (a model, a video, a dataset image) that happens to sit at the path given.
+KIND_OF_SUFFIX = {
+    **dict.fromkeys((".pt", ".pth", ".safetensors"), "checkpoint"),
+    **dict.fromkeys((".onnx", ".engine", ".plan", ".trt", ".data"), "model"),
+    **dict.fromkeys((".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"), "video"),
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"), "image"),
+    ".json": "JSON file", ".jsonl": "JSON lines file", ".csv": "CSV file", ".yaml": "YAML file",
+    ".yml": "YAML file", ".md": "markdown file", ".txt": "text file",
+}
+
+
+def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs=()) -> Path:
+    """Refuse, before any work is done, an output that would destroy something or cannot be written: one
+    of the command's `inputs`, an existing file of another kind than this output's `kind` (by its suffix or
+    its content), a folder where a file goes (or a file where a folder goes), a place inside a file, or an
+    unwritable place. `what` names the option in the one-line error (e.g. "--events"); `kind` is one of
+    the KIND_OF_SUFFIX values, or "folder"."""
+    from .errors import CatmoodError
+
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise CatmoodError(f"{path}: {what} would overwrite this command's input; choose another path")
+    if kind == "folder":
+        if path.exists() and not path.is_dir():
+            raise CatmoodError(f"{path}: {what} must be a folder, and this is a file")
+    elif path.is_dir():
+        raise CatmoodError(f"{path}: {what} must be a file name, and this is a folder")
+    elif path.is_file():
+        found = KIND_OF_SUFFIX.get(path.suffix.lower()) or _kind_of_content(path)
+        if found is not None and found != kind:
+            raise CatmoodError(f"{path}: exists and is {_a(found)}, not {_a(kind)}; {what} will not replace it")
+    _check_writable(path if kind == "folder" else path.parent, path, what)
+    return path
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _kind_of_content(path: Path) -> str | None:
+    """A checkpoint, image or video under a name whose suffix says nothing is still not ours to replace."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "checkpoint"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff")):
+        return "image"
+    return "video" if head[4:8] == b"ftyp" else None
+
+
+def _check_writable(folder: Path, path: Path, what: str) -> None:
+    from .errors import CatmoodError
+
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise CatmoodError(f"{path}: {what} cannot be written: {parent} is a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CatmoodError(f"{path}: {what} cannot be written there ({exc.strerror or exc})") from None

@@ -1,0 +1,86 @@
+"""Bad inputs through the real CLI: exit code 2, one `catmood: error:` line naming the file and the problem,
+no traceback, and every input file byte-identical afterwards. Nothing a user has is ever destroyed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from catmood import cli
+
+from conftest import write_image, write_video
+
+
+def digests(*paths: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def refused(capsys, argv: list[str], names: str, *inputs: Path) -> str:
+    """Run `catmood ARGV`; assert the one-line refusal mentioning `names` and that `inputs` are untouched."""
+    before = digests(*inputs)
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("catmood: error: "), captured.err
+    assert names in lines[0] and "Traceback" not in captured.err, lines[0]
+    assert digests(*inputs) == before, "an input file was changed"
+    return lines[0]
+
+
+@pytest.fixture
+def files(models, tmp_path):
+    checkpoint, onnx_model, _ = models
+    return dict(checkpoint=checkpoint, onnx=onnx_model, video=write_video(tmp_path / "v.mp4", 4),
+                image=write_image(tmp_path / "ds" / "train" / "calm" / "x.jpg"), tmp=tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--out", "--summary", "--events"])
+def test_run_never_writes_over_its_source(files, capsys, option):
+    video, onnx = files["video"], files["onnx"]
+    message = refused(capsys, ["run", str(onnx), "--source", str(video), option, str(video)], str(video), video, onnx)
+    assert f"{option} would overwrite this command's input" in message
+
+
+def test_run_never_writes_events_over_the_model(files, capsys):
+    onnx, video = files["onnx"], files["video"]
+    refused(capsys, ["run", str(onnx), "--source", str(video), "--events", str(onnx)], str(onnx), onnx, video)
+    other = files["tmp"] / "other.onnx"
+    other.write_bytes(onnx.read_bytes())
+    message = refused(capsys, ["run", str(onnx), "--source", str(video), "--events", str(other)], str(other), other)
+    assert "exists and is a model, not a JSON lines file" in message
+
+
+def test_outputs_of_another_kind_are_not_replaced(files, capsys):
+    image, video, onnx = files["image"], files["video"], files["onnx"]
+    dataset = image.parents[2]
+    message = refused(capsys, ["data", "inspect", str(dataset), "--json", str(image)], str(image), image)
+    assert "exists and is an image, not a JSON file; --json will not replace it" in message
+    refused(capsys, ["run", str(onnx), "--source", str(image), "--summary", str(video)], str(video), video, image)
+    named = files["tmp"] / "clip"  # a video without a suffix is still a video
+    named.write_bytes(video.read_bytes())
+    refused(capsys, ["run", str(onnx), "--source", str(image), "--events", str(named)], str(named), named)
+    refused(capsys, ["eval", str(files["checkpoint"]), "--json", str(files["checkpoint"])],
+            str(files["checkpoint"]), files["checkpoint"])
+
+
+def test_outputs_in_impossible_places_are_refused_before_any_work(files, capsys):
+    onnx, video, tmp = files["onnx"], files["video"], files["tmp"]
+    run = ["run", str(onnx), "--source", str(video)]
+    assert "must be a file name, and this is a folder" in refused(capsys, [*run, "--events", str(tmp)], str(tmp))
+    inside = video / "e.jsonl"
+    assert f"{video} is a file, not a folder" in refused(capsys, [*run, "--events", str(inside)], str(inside), video)
+    assert "cannot be written there" in refused(capsys, [*run, "--events", "/proc/catmood.jsonl"], "/proc/catmood")
+    for argv, option in ((["bench", str(onnx), "--out", str(video)], "--out"),
+                         (["export", str(files["checkpoint"]), "--triton", str(video)], "--triton"),
+                         (["export", str(files["checkpoint"]), "--out", str(video)], "--out")):
+        assert f"{option} must be a folder, and this is a file" in refused(capsys, argv, str(video), video)
+    assert not list(tmp.glob("*.jsonl")) and not (tmp / "export_report.md").exists()
+
+
+def test_an_existing_output_of_the_same_kind_is_replaced(files, capsys):
+    events = files["tmp"] / "events.jsonl"
+    events.write_text('{"old": true}\n')
+    assert cli.main(["run", str(files["onnx"]), "--source", str(files["video"]), "--events", str(events)]) == 0
+    assert '"old"' not in events.read_text() and len(events.read_text().splitlines()) == 4
