@@ -35,6 +35,8 @@ def read_onnx_metadata(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, An
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: ONNX model not found")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{path}: the file is empty (0 bytes): not an ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, onnx its own types
@@ -47,8 +49,35 @@ def read_onnx_metadata(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, An
         spec = ModelSpec.from_json(props[SPEC_KEY])
     except SpecError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+    check_graph_against_spec(path, spec, *_graph_io(model))
     provenance = json.loads(props.get(PROVENANCE_KEY, "{}") or "{}")
     return spec, provenance
+
+
+def _graph_io(model) -> tuple[str, tuple[int, ...], int]:
+    """(input dtype, input shape without the batch, number of logits) of an ONNX graph; 0 for unknown dims."""
+    import onnx
+
+    weights = {t.name for t in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in weights)
+    out = next((o for o in model.graph.output if o.name == LOGITS_NAME), model.graph.output[0])
+    dims = lambda v: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)  # noqa: E731
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name
+    return dtype, dims(inp)[1:], (dims(out) or (0,))[-1]
+
+
+def check_graph_against_spec(path, spec: ModelSpec, dtype: str, row_shape: tuple[int, ...], outputs: int) -> None:
+    """Refuse an artifact whose graph does not take or give what its spec says (0: a dimension not fixed)."""
+    size = spec.input_size
+    expected = (size, size, 3) if spec.input_dtype == "uint8" else (3, size, size)
+    if dtype != spec.input_dtype:
+        raise ArtifactError(f"{path}: its spec says {spec.input_dtype} input, the graph takes {dtype}")
+    if len(row_shape) != 3 or any(d and d != e for d, e in zip(row_shape, expected)):
+        raise ArtifactError(f"{path}: its spec says input {'x'.join(map(str, expected))} per image "
+                            f"({spec.input_layout}), the graph takes {'x'.join(str(d or '?') for d in row_shape)}")
+    if outputs and outputs != spec.num_classes:
+        raise ArtifactError(f"{path}: its spec names {spec.num_classes} classes ({', '.join(spec.class_names)}), "
+                            f"the graph gives {outputs} logits")
 
 
 def sidecar_path(engine: str | os.PathLike) -> Path:

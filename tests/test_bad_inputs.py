@@ -84,3 +84,37 @@ def test_an_existing_output_of_the_same_kind_is_replaced(files, capsys):
     events.write_text('{"old": true}\n')
     assert cli.main(["run", str(files["onnx"]), "--source", str(files["video"]), "--events", str(events)]) == 0
     assert '"old"' not in events.read_text() and len(events.read_text().splitlines()) == 4
+
+
+def with_spec(onnx_model: Path, out: Path, **changes) -> Path:
+    """A copy of `onnx_model` whose metadata spec says something else than its graph."""
+    import onnx
+
+    from catmood.metadata import SPEC_KEY
+    from catmood.spec import ModelSpec
+
+    model = onnx.load(str(onnx_model))
+    prop = next(p for p in model.metadata_props if p.key == SPEC_KEY)
+    prop.value = ModelSpec.from_json(prop.value).replace(**changes).to_json()
+    onnx.save(model, str(out))
+    return out
+
+
+def test_a_spec_that_does_not_match_its_graph_is_refused_when_loaded(files, capsys):
+    onnx_model, video, tmp = files["onnx"], files["video"], files["tmp"]
+    from catmood.metadata import read_onnx_metadata
+
+    spec = read_onnx_metadata(onnx_model)[0]
+    n = spec.num_classes
+    cases = ((dict(class_names=(*spec.class_names, "sleepy")), f"names {n + 1} classes", f"gives {n} logits"),
+             (dict(class_names=spec.class_names[:-1]), f"names {n - 1} classes", f"gives {n} logits"),
+             (dict(input_size=spec.input_size + 16, resize_size=spec.resize_size + 16),
+              f"{spec.input_size + 16}x{spec.input_size + 16} per image",
+              f"takes 3x{spec.input_size}x{spec.input_size}"))
+    for i, (changes, says, graph) in enumerate(cases):
+        bad = with_spec(onnx_model, tmp / f"bad{i}.onnx", **changes)
+        message = refused(capsys, ["run", str(bad), "--source", str(video)], str(bad), bad, video)
+        assert says in message and graph in message, message
+    empty = tmp / "empty.onnx"
+    empty.write_bytes(b"")
+    assert "the file is empty (0 bytes)" in refused(capsys, ["run", str(empty), "--source", str(video)], str(empty))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metadata import LOGITS_NAME, ArtifactError, EngineTarget, check_engine_target, read_sidecar
+from ..metadata import (LOGITS_NAME, ArtifactError, EngineTarget, check_engine_target, check_graph_against_spec,
+                        read_sidecar)
 from .base import Classifier
 from .cuda_driver import CudaDriver, CudaError
 from .tensorrt_api import TensorRTApi, tensorrt_api
@@ -99,6 +100,9 @@ class TensorRTBackend(Classifier):
         self.input = self.bindings[inputs[0]]
         outputs = [n for n in names if n not in inputs]
         self.output = self.bindings[LOGITS_NAME if LOGITS_NAME in outputs else outputs[0]]
+        # An engine may take FP16 where the spec says float32 (the copy converts); never another layout or size.
+        dtype = "float32" if self.input.dtype.kind == "f" else self.input.dtype.name
+        check_graph_against_spec(self.path, self.spec, dtype, self.input.row_shape, self.output.row_shape[-1])
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         self.cuda.make_current()
