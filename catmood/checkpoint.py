@@ -94,6 +94,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    if path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+        raise CheckpointError(f"{path}: is an exported model, not a checkpoint: give the best.pt it was exported "
+                              "from (catmood run and catmood bench take exported models)")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or another kind "
                               "of file)")

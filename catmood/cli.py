@@ -6,6 +6,7 @@ Every error a user can act on (CatmoodError) is printed as `catmood: error: ...`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def _cmd_synth(args) -> int:
     from .data.report import format_inspection
     from .data.synth import DEFAULT_MOODS, synthesize_dataset
 
+    from .fileio import check_output
+
+    check_output(args.out, "OUT", "folder")
     moods = tuple(m.strip() for m in args.moods.split(",") if m.strip()) if args.moods else DEFAULT_MOODS
     synthesize_dataset(args.out, per_class=args.per_class, size=args.size, seed=args.seed, moods=moods,
                        force=args.force, progress=True)
@@ -331,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenCV's and FFmpeg's own log lines ("moov atom not found") would come before catmood's clear message.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

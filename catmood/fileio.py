@@ -61,6 +61,10 @@ KIND_OF_SUFFIX = {
 }
 
 
+# Kinds whose writers pick the format from the suffix, and kinds no text output should be named as.
+WRITERS_BY_SUFFIX = {"image": (".png", ".jpg"), "video": (".mp4",), "model": (), "checkpoint": ()}
+
+
 def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs=()) -> Path:
     """Refuse, before any work is done, an output that would destroy something or cannot be written: one
     of the command's `inputs`, an existing file of another kind than this output's `kind` (by its suffix or
@@ -78,6 +82,10 @@ def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs=()) ->
             raise CatmoodError(f"{path}: {what} must be a folder, and this is a file")
     elif path.is_dir():
         raise CatmoodError(f"{path}: {what} must be a file name, and this is a folder")
+    named = KIND_OF_SUFFIX.get(path.suffix.lower())
+    if kind != "folder" and (kind in WRITERS_BY_SUFFIX or named in WRITERS_BY_SUFFIX) and named != kind:
+        raise CatmoodError(f"{path}: {what} writes {_a(kind)}, and this name is {_a(named or 'file of no known kind')}"
+                           f"'s; use a {' or '.join(WRITERS_BY_SUFFIX.get(kind, ('matching',)))} name")
     elif path.is_file():
         found = KIND_OF_SUFFIX.get(path.suffix.lower()) or _kind_of_content(path)
         if found is not None and found != kind:

@@ -118,3 +118,43 @@ def test_a_spec_that_does_not_match_its_graph_is_refused_when_loaded(files, caps
     empty = tmp / "empty.onnx"
     empty.write_bytes(b"")
     assert "the file is empty (0 bytes)" in refused(capsys, ["run", str(empty), "--source", str(video)], str(empty))
+
+
+def test_export_options_that_cannot_work_are_refused_before_any_work(files, capsys):
+    checkpoint, onnx_model, tmp = files["checkpoint"], files["onnx"], files["tmp"]
+    out = ["--out", str(tmp / "exp")]
+    for argv, names, words in (
+            (["export", str(checkpoint), "--opset", "5", *out], "--opset", "must be between 14 and"),
+            (["export", str(checkpoint), "--max-images", "0", *out], "--max-images", "must be at least 1, got 0"),
+            (["export", str(checkpoint), "--batch", "0", "--triton", str(tmp / "tr"), *out], "--batch", "positive"),
+            (["export", str(checkpoint), "--fp32-agreement", "2", *out], "agreement", "between 0 and 1, got 2"),
+            (["export", str(onnx_model), *out], str(onnx_model), "is an exported model, not a checkpoint")):
+        assert words in refused(capsys, argv, names, checkpoint, onnx_model)
+    assert not (tmp / "exp").exists() or not any((tmp / "exp").iterdir()), "work was done before the refusal"
+
+
+def test_trt_alone_without_tensorrt_says_nothing_was_exported(files, capsys):
+    from catmood.export.tensorrt import tensorrt_unavailable
+
+    if tensorrt_unavailable() is None:
+        pytest.skip("TensorRT and a GPU are here: --trt works")
+    assert cli.main(["export", str(files["checkpoint"]), "--trt", "--out", str(files["tmp"] / "e"), "--no-latency"]) == 1
+    assert "(nothing was exported)" in capsys.readouterr().out
+
+
+def test_devices_and_names_that_cannot_work(files, capsys):
+    onnx_model, video, image, tmp = files["onnx"], files["video"], files["image"], files["tmp"]
+    run = ["run", str(onnx_model), "--source", str(video)]
+    assert "--device must be auto, cpu, cuda or cuda:N, got 'tpu'" in refused(capsys, [*run, "--device", "tpu"], "tpu")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "ONNX Runtime here has no" in refused(capsys, [*run, "--device", "cuda"], "CUDAExecutionProvider")
+    assert "writes a video" in refused(capsys, [*run, "--out", str(tmp / "x.png")], "x.png")
+    assert "writes a JSON lines file" in refused(capsys, [*run, "--events", str(tmp / "e.mp4")], "e.mp4")
+    dataset = image.parents[2]
+    assert "writes an image" in refused(capsys, ["data", "inspect", str(dataset), "--preview", str(tmp / "p.txt")],
+                                        "p.txt", image)
+    assert "OUT must be a folder, and this is a file" in refused(capsys, ["data", "synth", str(video)], str(video),
+                                                                 video)
+    assert not (tmp / "x.png").exists() and not (tmp / "p.txt").exists()

@@ -242,7 +242,7 @@ def test_tensorrt_arguments_and_missing_library(trained, tmp_path, capsys):
     code = cli.main(["export", str(trained), "--onnx", "--trt", "--out", str(tmp_path), "--no-latency"])
     captured = capsys.readouterr()
     assert code == 1
-    assert f"catmood: error: --trt: {reason} (the other formats were exported)" in captured.out
+    assert f"catmood: error: --trt: {reason} (onnx exported and gated)" in captured.out
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "export_report.md").is_file()
     assert f"error: --trt: {reason}" in (tmp_path / "export_report.md").read_text()
 

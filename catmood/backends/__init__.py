@@ -59,6 +59,8 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
     """
     if backend not in BACKENDS:
         raise CatmoodError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise CatmoodError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     path = Path(path)
     if not path.exists():
         raise CatmoodError(f"{path}: model not found")
@@ -73,6 +75,12 @@ def select_classifier(path: str | os.PathLike, backend: str = "auto", device: st
         raise CatmoodError(f"{path}: a {kind} artifact cannot run with --backend {backend}; {hint}")
     if kind == "onnxruntime" and device == "cpu":
         return load_classifier(path, providers=["CPUExecutionProvider"])
+    if kind == "onnxruntime" and device.startswith("cuda"):
+        from .onnxruntime_backend import PREFERENCE
+
+        return load_classifier(path, providers=list(PREFERENCE))  # every provider must start; none is the CPU's
+    if kind == "tensorrt" and device == "cpu":
+        raise CatmoodError(f"{path}: a TensorRT engine runs on an NVIDIA GPU only; run the .onnx with --device cpu")
     return load_classifier(path, device=device)
 
 

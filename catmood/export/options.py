@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from ..errors import CatmoodError
 
 DEFAULT_OPSET = 18
+MIN_OPSET = 14  # ONNX Runtime's and TensorRT's oldest useful opset; LayerNormalization needs 17 (ViT, ConvNeXt)
+
+
+def check_opset(opset: int) -> int:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise CatmoodError(f"--opset must be between {MIN_OPSET} and {newest} (this onnx package's newest), "
+                           f"got {opset}")
+    return opset
 
 
 @dataclass(frozen=True)

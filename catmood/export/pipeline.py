@@ -17,7 +17,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..metadata import LOGITS_NAME, PROBS_NAME, read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
 from .onnx import export_fp16, export_onnx
-from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate
+from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, check_opset
 from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
 from .verify import Parity, batch1_latency_ms, collect_images, compare
 
@@ -132,6 +132,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     `engine`: the TensorRT build options; its batch profile also gives Triton's max batch."""
     if not (onnx or fp16 or trt):
         raise CatmoodError("nothing to export: ask for --onnx, --fp16 and/or --trt")
+    if max_images < 1:
+        raise CatmoodError(f"--max-images must be at least 1, got {max_images}")
+    check_opset(opset)
     engine.profile  # a bad --batch is refused before any work
     ckpt = load_checkpoint(checkpoint)
     out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
@@ -160,7 +163,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         report.results.append(gate.check("onnx-fp16", fp16_path))
     if trt_problem:
         report.errors.append(f"--trt: {trt_problem}")
-        echo(f"catmood: error: --trt: {trt_problem} (the other formats were exported)")
+        exported = [r.format for r in report.results if r.parity is not None]
+        echo(f"catmood: error: --trt: {trt_problem}"
+             + (f" ({', '.join(exported)} exported and gated)" if exported else " (nothing was exported)"))
     elif trt_api:
         try:
             report.results.append(gated_engine(EngineSources(ckpt, onnx_path, fp16_path, input_dtype, probs),
