@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..backends import Classifier, select_classifier
 from ..errors import CatmoodError
+from ..fileio import remove_stale_temporaries
 from ..tables import format_table
 from ..timing import percentiles
 from .classify import FrameResult, classify_frames
@@ -66,7 +68,9 @@ class _VideoOut:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix or '.mp4'}")
+        remove_stale_temporaries(path)
+        # The temporary name atomic_path uses, so a killed run's half video is cleaned by the next run.
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix or '.mp4'}")
         self.size = size
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
