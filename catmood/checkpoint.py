@@ -7,6 +7,7 @@ Written atomically, so an interrupted save never leaves a broken file behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -41,6 +42,11 @@ class Checkpoint:
     epoch: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def sha256(self) -> str | None:
+        """Of the file it was loaded from; hashed once, however many exports record it."""
+        return file_sha256(self.path) if self.path else None
 
     def to_dict(self) -> dict[str, Any]:
         data = {

@@ -158,3 +158,24 @@ def test_devices_and_names_that_cannot_work(files, capsys):
     assert "OUT must be a folder, and this is a file" in refused(capsys, ["data", "synth", str(video)], str(video),
                                                                  video)
     assert not (tmp / "x.png").exists() and not (tmp / "p.txt").exists()
+
+
+def test_a_second_export_adds_to_the_report_instead_of_replacing_it(files, tmp_path):
+    import json
+
+    from catmood.export.pipeline import export_checkpoint
+
+    quiet = dict(latency=False, echo=lambda *a: None, max_images=8)
+    out = tmp_path / "exp"
+    export_checkpoint(files["checkpoint"], out, onnx=True, fp16=True, **quiet)
+    second = export_checkpoint(files["checkpoint"], out, onnx=True, fp16=False, input_dtype="uint8", **quiet)
+    saved = json.loads((out / "export_report.json").read_text())
+    rows = {Path(r["path"]).name: r for r in saved["formats"]}
+    assert {"model.onnx", "model.fp16.onnx", "model.uint8.onnx", "best.pt"} == set(rows)
+    assert rows["model.fp16.onnx"]["earlier"] and rows["model.fp16.onnx"]["agreement"] > 0.9
+    assert not rows["model.uint8.onnx"].get("earlier") and [e["format"] for e in second.earlier] == ["onnx", "onnx-fp16"]
+    assert "## From an earlier export of the same checkpoint" in (out / "export_report.md").read_text()
+    (out / "model.fp16.onnx").unlink()  # a file that is gone is not reported any more
+    export_checkpoint(files["checkpoint"], out, onnx=True, fp16=False, **quiet)
+    names = {Path(r["path"]).name for r in json.loads((out / "export_report.json").read_text())["formats"]}
+    assert names == {"best.pt", "model.onnx", "model.uint8.onnx"}

@@ -161,7 +161,7 @@ def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLi
         raise CatmoodError(f"ONNX export: asked for opset {opset}, the {exporter} exporter wrote {onnx_opset(model)}")
     info = {**provenance(), "onnx": onnx.__version__, "exporter": exporter, "opset": opset, "precision": "fp32",
             "checkpoint": str(ckpt.path) if ckpt.path else None,
-            "checkpoint_sha256": file_sha256(ckpt.path) if ckpt.path else None,
+            "checkpoint_sha256": ckpt.sha256,
             "weights_source": ckpt.provenance.get("weights_source"), "epoch": ckpt.epoch,
             "seed": ckpt.config.get("seed"),  # the dataset split: bench scores the same validation images
             "outputs": outputs}

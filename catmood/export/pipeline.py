@@ -4,6 +4,7 @@ a report (export_report.json, export_report.md). One call does it all: `export_c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ class ExportReport:
     results: list[FormatResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     triton: Path | None = None
+    checkpoint_sha256: str | None = None
+    earlier: list[dict] = field(default_factory=list)   # rows an earlier export of the same checkpoint wrote
 
     @property
     def passed(self) -> bool:
@@ -63,9 +66,9 @@ class ExportReport:
             if r.parity is not None:
                 row.update(dataclasses.asdict(r.parity))
             rows.append(row)
-        return dict(checkpoint=str(self.checkpoint), out_dir=str(self.out_dir), images=self.images_source,
-                    n_images=self.n_images, passed=self.passed, errors=self.errors, formats=rows,
-                    triton=str(self.triton) if self.triton else None)
+        return dict(checkpoint=str(self.checkpoint), checkpoint_sha256=self.checkpoint_sha256, out_dir=str(self.out_dir),
+                    images=self.images_source, n_images=self.n_images, passed=self.passed, errors=self.errors,
+                    formats=rows + self.earlier, triton=str(self.triton) if self.triton else None)
 
     def table(self) -> str:
         rows = []
@@ -113,6 +116,11 @@ class ExportReport:
             lines += [f"- {fmt}: {n}" for fmt, n in notes] + [f"- error: {e}" for e in self.errors]
         if self.triton:
             lines += ["", f"Triton model repository: `{self.triton}`"]
+        if self.earlier:
+            lines += ["", "## From an earlier export of the same checkpoint into this folder", ""]
+            lines += [f"- {e['format']} `{Path(e['path']).name}`: agreement {e.get('agreement', 0):.2%}, max abs logit "
+                      f"diff {e.get('max_logit_diff', 0):.2e}, {'PASS' if e.get('passed') else 'FAIL'}"
+                      for e in self.earlier]
         return "\n".join(lines) + "\n"
 
 
@@ -147,7 +155,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     images_found = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
                                   seed=int(ckpt.config.get("seed", 0)), max_images=max_images)
     echo(f"parity images: {len(images_found.frames)} from {images_found.source}")
-    report = ExportReport(ckpt.path, out, images_found.source, len(images_found.frames))
+    report = ExportReport(ckpt.path, out, images_found.source, len(images_found.frames),
+                          checkpoint_sha256=ckpt.sha256)
     gate = _Gatekeeper(ckpt, images_found, {**GATES, **(gates or {})}, latency, echo)
     report.results.append(gate.reference_row)
 
@@ -215,7 +224,22 @@ class _Gatekeeper:
         return row
 
 
+def _earlier_rows(report: ExportReport) -> list[dict]:
+    """The rows of an earlier export of the same checkpoint into this folder whose files this run did not
+    redo and that still exist: a second export adds to the report instead of replacing it."""
+    try:
+        old = json.loads((report.out_dir / "export_report.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not report.checkpoint_sha256 or old.get("checkpoint_sha256") != report.checkpoint_sha256:
+        return []
+    redone = {str(r.path) for r in report.results}
+    return [{**row, "earlier": True} for row in old.get("formats", [])
+            if row.get("path") not in redone and Path(str(row.get("path"))).is_file()]
+
+
 def _write_report(report: ExportReport, echo) -> None:
+    report.earlier = _earlier_rows(report)
     atomic_write_json(report.out_dir / "export_report.json", report.to_dict())
     atomic_write_text(report.out_dir / "export_report.md", report.markdown())
     echo("")
