@@ -49,14 +49,14 @@ def test_run_never_writes_events_over_the_model(files, capsys):
     other = files["tmp"] / "other.onnx"
     other.write_bytes(onnx.read_bytes())
     message = refused(capsys, ["run", str(onnx), "--source", str(video), "--events", str(other)], str(other), other)
-    assert "exists and is a model, not a JSON lines file" in message
+    assert "--events writes a JSON lines file, and this name is a model's" in message
 
 
 def test_outputs_of_another_kind_are_not_replaced(files, capsys):
     image, video, onnx = files["image"], files["video"], files["onnx"]
     dataset = image.parents[2]
     message = refused(capsys, ["data", "inspect", str(dataset), "--json", str(image)], str(image), image)
-    assert "exists and is an image, not a JSON file; --json will not replace it" in message
+    assert "--json writes a JSON file, and this name is an image's" in message
     refused(capsys, ["run", str(onnx), "--source", str(image), "--summary", str(video)], str(video), video, image)
     named = files["tmp"] / "clip"  # a video without a suffix is still a video
     named.write_bytes(video.read_bytes())
