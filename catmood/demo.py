@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .data.layouts import DatasetIndex, discover_dataset
 from .data.report import format_inspection, format_table, write_preview
-from .data.synth import DEFAULT_SCRIPT, render_mood_video, script_agreement, synthesize_dataset
+from .data.synth import DEFAULT_SCRIPT, render_mood_video, synthesize_dataset
 from .errors import CatmoodError
 from .export.pipeline import export_checkpoint
 from .export.tensorrt import tensorrt_unavailable
@@ -136,6 +138,18 @@ def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 
     echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
          + f" | total {sum(timings.values()) / 60:.1f} min")
     return result
+
+
+def script_agreement(labels: list[str], scripted: list[str], fps: float, settle_s: float = 1.0) -> dict:
+    """How well runtime labels follow the script: over all frames, and over steady frames (at least
+    `settle_s` after each mood change, which leaves the smoothing and hold time room to follow)."""
+    n = min(len(labels), len(scripted))
+    changes = [i for i in range(1, n) if scripted[i] != scripted[i - 1]]
+    settle = int(round(settle_s * fps))
+    steady = [i for i in range(n) if not any(c <= i < c + settle for c in changes)]
+    agree = [labels[i] == scripted[i] for i in range(n)]
+    return dict(frames=n, all=float(np.mean(agree)) if n else 0.0,
+                steady=float(np.mean([agree[i] for i in steady])) if steady else 0.0, steady_frames=len(steady))
 
 
 def _summary(final: dict, parity: dict, bench, run, agreement: dict) -> str:

@@ -6,7 +6,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from catmood.data.layouts import ERROR, FATAL, WARNING, discover_dataset, stratified_split
+from catmood.data.checks import ERROR, FATAL, WARNING
+from catmood.data.layouts import discover_dataset, stratified_split
 from catmood.errors import DatasetError
 
 from conftest import make_csv_split, make_folder_dataset, natural_image, write_image

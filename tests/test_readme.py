@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from catmood import cli
 from catmood.cli import build_parser
 
 ROOT = Path(__file__).parent.parent
@@ -43,7 +44,10 @@ def test_each_readme_command_parses(command):
         args = build_parser().parse_args(words[1:])
     except SystemExit as exc:
         pytest.fail(f"README command does not parse ({exc.code}): {command}")
-    assert callable(args.func)
+    typed = words[1:3] if words[1] == "data" else words[1:2]  # the command (and data's sub-command) typed
+    parsed = [args.command, args.data_command] if args.command == "data" else [args.command]
+    assert parsed == typed
+    assert args.func is getattr(cli, f"_cmd_{typed[-1]}"), f"{command} would run {args.func.__name__}"
 
 
 def test_every_image_the_readme_shows_exists():

@@ -5,6 +5,7 @@ dataset does not pay for importing torch.
 """
 
 from .images import IMAGE_EXTENSIONS, load_rgb
-from .layouts import SPLITS, DatasetIndex, Problem, Sample, discover_dataset
+from .checks import Problem
+from .layouts import SPLITS, DatasetIndex, Sample, discover_dataset
 
 __all__ = ["IMAGE_EXTENSIONS", "SPLITS", "DatasetIndex", "Problem", "Sample", "discover_dataset", "load_rgb"]

@@ -1,32 +1,27 @@
-"""Find a dataset's layout, classes and splits, and every problem in it, with the file each problem is in.
+"""Find a dataset's layout, classes and splits, with every problem in it (see `checks.py`).
 
 Layouts read (auto-detected):
 - `roboflow-folders`: train/, valid/ (or val/), test/, each holding one folder per class;
-- `roboflow-csv`: split folders holding images plus `_classes.csv` (a `filename` column, then one-hot class
-  columns whose names may start with a space, as Roboflow writes them);
+- `roboflow-csv`: split folders holding images plus Roboflow's one-hot `_classes.csv`;
 - `class-folders`: one folder per class and no splits (or a single `_classes.csv` folder); split here,
   stratified and seeded.
 
-Problems have a severity: `fatal` (the dataset cannot be trained on as it is), `error` (a bad file or CSV
-row, left out of the splits; training refuses until told to skip bad files) and `warning` (trainable, but
-look). Nothing is changed on disk.
+`split_readers.py` reads one folder of either kind; this module finds the splits, splits a dataset that has
+none, and puts the result in a `DatasetIndex`. Nothing is changed on disk.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import os
 import random
-from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
-from ..errors import DatasetError, ImageError
-from .images import NEEDS_CONVERSION, describe_unreadable, is_image_name
+from ..errors import DatasetError
+from .checks import ERROR, FATAL, WARNING, Problem, check_coverage, check_image_files, check_leaks, sort_problems
+from .images import is_image_name
+from .split_readers import has_classes_csv, read_split, visible
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {
@@ -34,35 +29,13 @@ SPLIT_ALIASES = {
     "valid": "valid", "val": "valid", "validation": "valid",
     "test": "test", "testing": "test",
 }
-CSV_NAME = "_classes.csv"
-# Files that operating systems and tools drop into folders; never data, never worth a complaint.
-IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "readme.txt", "readme.md", "readme.dataset.txt",
-                           "readme.roboflow.txt", "data.yaml", "labels.txt"})
-
-FATAL, ERROR, WARNING = "fatal", "error", "warning"
-SEVERITY_ORDER = {FATAL: 0, ERROR: 1, WARNING: 2}
+Found = dict[str, dict[str, list[Path]]]  # {split, or "all" before splitting: {class name: image files}}
 
 
 @dataclass(frozen=True)
 class Sample:
     path: Path
     label: int
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    reason: str
-    severity: str = ERROR
-
-    def describe(self, root: Path | None = None) -> str:
-        shown = self.path
-        if root is not None:
-            try:
-                shown = self.path.relative_to(root)
-            except ValueError:
-                pass
-        return f"{shown}: {self.reason}"
 
 
 @dataclass
@@ -108,128 +81,6 @@ class DatasetIndex:
         raise DatasetError("\n  ".join([head, *shown, *more]))
 
 
-# -- reading one split ---------------------------------------------------------------------------------
-
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".") and path.name.lower() not in IGNORED_NAMES
-
-
-def _files_below(folder: Path) -> list[Path]:
-    """Every visible file below `folder` (class folders may nest), sorted for determinism."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            path = Path(dirpath) / name
-            if _visible(path):
-                found.append(path)
-    return sorted(found)
-
-
-def _read_class_folders(folder: Path, problems: list[Problem]) -> dict[str, list[Path]]:
-    """{class name: image files} for a folder of class folders. Loose files are reported."""
-    by_class: dict[str, list[Path]] = {}
-    for entry in sorted(folder.iterdir()):
-        if not _visible(entry):
-            continue
-        if entry.is_dir():
-            name = entry.name.strip()
-            files = by_class.setdefault(name, [])
-            for path in _files_below(entry):
-                if is_image_name(path):
-                    files.append(path)
-                else:
-                    problems.append(Problem(path, describe_unreadable(path)))
-            if not files:
-                problems.append(Problem(entry, f"class folder {entry.name!r} holds no images", WARNING))
-        elif is_image_name(entry):
-            problems.append(Problem(entry, "image outside any class folder: its class is unknown"))
-    return by_class
-
-
-def _read_classes_csv(folder: Path, problems: list[Problem]) -> dict[str, list[Path]] | None:
-    """{class name: image files} from a Roboflow one-hot `_classes.csv`; None if the CSV is unusable."""
-    csv_path = next(p for p in folder.iterdir() if p.name.lower() == CSV_NAME)
-    try:
-        text = csv_path.read_bytes().decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        problems.append(Problem(csv_path, f"cannot read the CSV ({exc})", FATAL))
-        return None
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        problems.append(Problem(csv_path, "the CSV is empty (no header row)", FATAL))
-        return None
-    header = [cell.strip() for cell in rows[0]]
-    lowered = [h.lower() for h in header]
-    if "filename" not in lowered:
-        problems.append(Problem(csv_path, f"no 'filename' column (header: {rows[0]})", FATAL))
-        return None
-    file_col = lowered.index("filename")
-    class_cols = [(i, name) for i, name in enumerate(header) if i != file_col and name]
-    names = [name for _, name in class_cols]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        problems.append(Problem(csv_path, f"class column(s) {dupes} appear twice", FATAL))
-        return None
-    if not class_cols:
-        problems.append(Problem(csv_path, "no class columns after 'filename'", FATAL))
-        return None
-
-    by_class: dict[str, list[Path]] = {name: [] for name in names}
-    seen: dict[str, int] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{CSV_NAME} line {line_no}"
-        if len(row) != len(rows[0]):
-            problems.append(Problem(csv_path, f"{where}: {len(row)} fields, the header has {len(rows[0])}"))
-            continue
-        filename = row[file_col].strip()
-        if not filename:
-            problems.append(Problem(csv_path, f"{where}: empty filename"))
-            continue
-        if filename in seen:
-            problems.append(Problem(folder / filename, f"listed twice in {CSV_NAME} (lines {seen[filename]} "
-                                                       f"and {line_no})"))
-            continue
-        seen[filename] = line_no
-        marked, bad = [], []
-        for i, name in class_cols:
-            value = row[i].strip()
-            if value in ("1", "1.0"):
-                marked.append(name)
-            elif value not in ("0", "0.0", ""):
-                bad.append(f"{name}={value!r}")
-        path = folder / filename
-        if bad:
-            problems.append(Problem(path, f"{where}: values must be 0 or 1, got {', '.join(bad)}"))
-        elif not marked:
-            problems.append(Problem(path, f"{where}: no class marked (all-zero row)"))
-        elif len(marked) > 1:
-            problems.append(Problem(path, f"{where}: several classes marked ({', '.join(marked)}); "
-                                          "only single-label (multi-class) data is supported"))
-        elif not path.is_file():
-            problems.append(Problem(path, f"{where} names this file, but it does not exist"))
-        else:
-            by_class[marked[0]].append(path)
-
-    listed = {(folder / name).resolve() for name in seen}
-    for path in _files_below(folder):
-        if path.name.lower() == CSV_NAME or path.resolve() in listed:
-            continue
-        if is_image_name(path) or path.suffix.lower() in NEEDS_CONVERSION:
-            problems.append(Problem(path, f"image not listed in {CSV_NAME}: its class is unknown"))
-        else:
-            problems.append(Problem(path, describe_unreadable(path)))
-    return by_class
-
-
-def _read_split(folder: Path, problems: list[Problem]) -> tuple[str, dict[str, list[Path]] | None]:
-    if any(p.name.lower() == CSV_NAME for p in folder.iterdir()):
-        return "roboflow-csv", _read_classes_csv(folder, problems)
-    return "roboflow-folders", _read_class_folders(folder, problems)
-
-
 # -- splitting ------------------------------------------------------------------------------------------
 
 def stratified_split(by_class: dict[str, list[Path]], fractions: dict[str, float],
@@ -256,37 +107,6 @@ def stratified_split(by_class: dict[str, list[Path]], fractions: dict[str, float
     return out
 
 
-# -- checking images ------------------------------------------------------------------------------------
-
-def _check_image(path: Path) -> tuple[Path, str | None, str | None]:
-    """(path, problem or None, content hash or None). Reads the bytes once: hash, then decode."""
-    from .images import load_rgb
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return path, f"cannot read file ({exc.strerror or exc})", None
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    try:
-        load_rgb(path)
-    except ImageError as exc:
-        return path, exc.reason, digest
-    return path, None, digest
-
-
-def _check_images(paths: Iterable[Path], progress: bool) -> dict[Path, tuple[str | None, str | None]]:
-    from tqdm.auto import tqdm
-
-    paths = list(paths)
-    workers = min(8, 2 * (os.cpu_count() or 1))
-    results = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
-        for path, problem, digest in tqdm(pool.map(_check_image, paths), total=len(paths), unit="img",
-                                          desc="checking images", disable=not progress or None, leave=False):
-            results[path] = (problem, digest)
-    return results
-
-
 # -- the entry point ------------------------------------------------------------------------------------
 
 def discover_dataset(root: str | os.PathLike, *, check_images: bool = True, seed: int = 0,
@@ -299,6 +119,35 @@ def discover_dataset(root: str | os.PathLike, *, check_images: bool = True, seed
     `check_images`, every image is decoded once (bad ones become problems and leave the splits) and exact
     duplicates across splits are flagged.
     """
+    root = _dataset_folder(root, valid_fraction, test_fraction)
+    problems: list[Problem] = []
+    entries = [e for e in sorted(root.iterdir()) if visible(e)]
+    split_dirs = _find_split_dirs(entries, problems)
+    if split_dirs:
+        layout, raw = _read_splits(root, entries, split_dirs, problems)
+    else:
+        layout, raw = _read_unsplit(root, entries, problems)
+    decoded = None
+    if check_images and raw:
+        raw, decoded = _drop_undecodable(raw, problems, progress)
+    raw, notes = _split_here(raw, split_dirs, valid_fraction, test_fraction, seed)
+
+    class_names = tuple(sorted({name for by_class in raw.values() for name in by_class}))
+    label = {name: i for i, name in enumerate(class_names)}
+    splits = {split: sorted((Sample(p, label[c]) for c, files in raw[split].items() for p in files),
+                            key=lambda s: s.path)
+              for split in SPLITS if split in raw}
+
+    check_coverage(root, split_dirs, class_names, splits, problems)
+    if decoded is not None:
+        check_leaks(splits, decoded, problems)
+    sort_problems(problems)
+    return DatasetIndex(root=root, layout=layout, class_names=class_names, splits=splits,
+                        problems=problems, notes=notes, images_checked=decoded is not None)
+
+
+def _dataset_folder(root: str | os.PathLike, valid_fraction: float, test_fraction: float) -> Path:
+    """The dataset's folder, resolved; what cannot be a dataset or a split is a DatasetError."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: dataset folder not found")
@@ -306,11 +155,11 @@ def discover_dataset(root: str | os.PathLike, *, check_images: bool = True, seed
         raise DatasetError(f"{root}: not a folder (point --data at the dataset's top folder)")
     if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
         raise DatasetError(f"split fractions valid={valid_fraction} test={test_fraction} leave nothing to train on")
-    root = root.resolve()
-    problems: list[Problem] = []
-    notes: list[str] = []
+    return root.resolve()
 
-    entries = [e for e in sorted(root.iterdir()) if _visible(e)]
+
+def _find_split_dirs(entries: list[Path], problems: list[Problem]) -> dict[str, Path]:
+    """{canonical split: its folder} among the top-level entries (train/, val/, validation/, ...)."""
     split_dirs: dict[str, Path] = {}
     for entry in entries:
         canonical = SPLIT_ALIASES.get(entry.name.lower()) if entry.is_dir() else None
@@ -321,49 +170,60 @@ def discover_dataset(root: str | os.PathLike, *, check_images: bool = True, seed
                                            f"{canonical} split; keep one", FATAL))
             continue
         split_dirs[canonical] = entry
+    return split_dirs
 
-    raw: dict[str, dict[str, list[Path]]] = {}
-    if split_dirs:
-        kinds = set()
-        for split in SPLITS:
-            if split in split_dirs:
-                kind, by_class = _read_split(split_dirs[split], problems)
-                kinds.add(kind)
-                if by_class is not None:
-                    raw[split] = by_class
-        layout = kinds.pop() if len(kinds) == 1 else "mixed"
-        for entry in entries:
-            if entry.is_dir() and entry not in split_dirs.values():
-                problems.append(Problem(entry, "folder ignored: not a split (expected train/, valid/, test/)",
-                                        WARNING))
-        if "train" not in split_dirs:
-            problems.append(Problem(root, f"no train/ split (found {', '.join(sorted(split_dirs))})", FATAL))
-    else:
-        has_csv = any(e.name.lower() == CSV_NAME for e in entries)
-        if not has_csv and not any(e.is_dir() for e in entries):
-            loose = sum(1 for e in entries if is_image_name(e))
-            raise DatasetError(f"{root}: no dataset layout found ({loose} loose image(s), no class folders): "
-                               "expected train/ valid/ test/ folders, one folder per class, or a _classes.csv")
-        kind, by_class = _read_split(root, problems)
-        layout = "roboflow-csv" if kind == "roboflow-csv" else "class-folders"
-        if by_class is not None:
-            raw = {"all": by_class}
 
-    # Decode every image once; bad ones become problems and leave the index.
-    images_checked = False
-    if check_images and raw:
-        all_paths = sorted({p for by_class in raw.values() for files in by_class.values() for p in files})
-        results = _check_images(all_paths, progress)
-        images_checked = True
-        for path in all_paths:
-            reason, _ = results[path]
-            if reason:
-                problems.append(Problem(path, reason))
-        bad = {p for p in all_paths if results[p][0]}
-        raw = {split: {c: [p for p in files if p not in bad] for c, files in by_class.items()}
-               for split, by_class in raw.items()}
+def _read_splits(root: Path, entries: list[Path], split_dirs: dict[str, Path],
+                 problems: list[Problem]) -> tuple[str, Found]:
+    """(layout, {split: {class: files}}) of a dataset with split folders."""
+    raw: Found = {}
+    kinds = set()
+    for split in SPLITS:
+        if split in split_dirs:
+            kind, by_class = read_split(split_dirs[split], problems)
+            kinds.add(kind)
+            if by_class is not None:
+                raw[split] = by_class
+    layout = kinds.pop() if len(kinds) == 1 else "mixed"
+    for entry in entries:
+        if entry.is_dir() and entry not in split_dirs.values():
+            problems.append(Problem(entry, "folder ignored: not a split (expected train/, valid/, test/)",
+                                    WARNING))
+    if "train" not in split_dirs:
+        problems.append(Problem(root, f"no train/ split (found {', '.join(sorted(split_dirs))})", FATAL))
+    return layout, raw
 
-    # Split here when the data has no splits (or no validation split).
+
+def _read_unsplit(root: Path, entries: list[Path],
+                  problems: list[Problem]) -> tuple[str, Found]:
+    """(layout, {"all": {class: files}}) of a dataset without split folders, to be split here."""
+    if not has_classes_csv(entries) and not any(e.is_dir() for e in entries):
+        loose = sum(1 for e in entries if is_image_name(e))
+        raise DatasetError(f"{root}: no dataset layout found ({loose} loose image(s), no class folders): "
+                           "expected train/ valid/ test/ folders, one folder per class, or a _classes.csv")
+    kind, by_class = read_split(root, problems)
+    layout = "roboflow-csv" if kind == "roboflow-csv" else "class-folders"
+    return layout, ({} if by_class is None else {"all": by_class})
+
+
+def _drop_undecodable(raw: Found, problems: list[Problem], progress: bool) -> tuple[Found, dict]:
+    """Decode every image once; bad ones become problems and leave `raw`. Returns (raw, check results)."""
+    all_paths = sorted({p for by_class in raw.values() for files in by_class.values() for p in files})
+    results = check_image_files(all_paths, progress)
+    for path in all_paths:
+        reason, _ = results[path]
+        if reason:
+            problems.append(Problem(path, reason))
+    bad = {p for p in all_paths if results[p][0]}
+    raw = {split: {c: [p for p in files if p not in bad] for c, files in by_class.items()}
+           for split, by_class in raw.items()}
+    return raw, results
+
+
+def _split_here(raw: Found, split_dirs: dict[str, Path], valid_fraction: float, test_fraction: float,
+                seed: int) -> tuple[Found, list[str]]:
+    """Split here when the data has no splits (or no validation split); the note says how."""
+    notes: list[str] = []
     if "all" in raw:
         total = sum(len(v) for v in raw["all"].values())
         fractions = {"valid": valid_fraction, "test": test_fraction}
@@ -376,62 +236,4 @@ def discover_dataset(root: str | os.PathLike, *, check_images: bool = True, seed
         raw["train"], raw["valid"] = carved["train"], carved["valid"]
         notes.append(f"no valid/ split on disk: {valid_fraction:.0%} of train held out for validation, "
                      f"stratified, seed {seed}")
-
-    class_names = tuple(sorted({name for by_class in raw.values() for name in by_class}))
-    label = {name: i for i, name in enumerate(class_names)}
-    splits = {split: sorted((Sample(p, label[c]) for c, files in raw[split].items() for p in files),
-                            key=lambda s: s.path)
-              for split in SPLITS if split in raw}
-
-    _check_coverage(root, split_dirs, class_names, splits, problems)
-    if images_checked:
-        _check_leaks(splits, results, problems)
-
-    problems.sort(key=lambda p: (SEVERITY_ORDER[p.severity], str(p.path), p.reason))
-    return DatasetIndex(root=root, layout=layout, class_names=class_names, splits=splits,
-                        problems=problems, notes=notes, images_checked=images_checked)
-
-
-def _check_coverage(root: Path, split_dirs: dict[str, Path], class_names: tuple[str, ...],
-                    splits: dict[str, list[Sample]], problems: list[Problem]) -> None:
-    where = {s: split_dirs.get(s, root) for s in SPLITS}
-    if len(class_names) < 2:
-        problems.append(Problem(root, f"found {len(class_names)} class(es) {list(class_names)}; "
-                                      "a classifier needs at least 2", FATAL))
-    for split, samples in splits.items():
-        if not samples:
-            problems.append(Problem(where[split], f"the {split} split has no usable images", FATAL))
-    present = {split: {s.label for s in samples} for split, samples in splits.items()}
-    for label, name in enumerate(class_names):
-        in_splits = [s for s in splits if label in present[s]]
-        if not in_splits:
-            problems.append(Problem(root, f"class {name!r} has no usable images in any split", FATAL))
-        elif "train" in splits and label not in present["train"]:
-            problems.append(Problem(where["train"], f"class {name!r} has images in {', '.join(in_splits)} but "
-                                                    "none in train: the model cannot learn it", FATAL))
-        else:
-            for split in splits:
-                if splits[split] and label not in present[split]:
-                    problems.append(Problem(where[split], f"class {name!r} has no images in {split}: its "
-                                                          f"{split} metrics will be undefined", WARNING))
-
-
-def _check_leaks(splits: dict[str, list[Sample]], results: dict, problems: list[Problem]) -> None:
-    """The same image in two splits inflates every evaluation; say where."""
-    owner: dict[str, tuple[str, Path]] = {}
-    seen_pairs = defaultdict(int)
-    for split in SPLITS:
-        for sample in splits.get(split, []):
-            digest = results.get(sample.path, (None, None))[1]
-            if digest is None:
-                continue
-            if digest in owner and owner[digest][0] != split:
-                first_split, first = owner[digest]
-                key = (first_split, split)
-                seen_pairs[key] += 1
-                if seen_pairs[key] <= 20:
-                    problems.append(Problem(sample.path, f"identical to {first_split} image {first.name}: "
-                                                         "the same image in two splits inflates metrics",
-                                            WARNING))
-            else:
-                owner.setdefault(digest, (split, sample.path))
+    return raw, notes

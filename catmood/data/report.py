@@ -11,7 +11,8 @@ from ..errors import ImageError
 from ..fileio import atomic_path
 from ..tables import format_table
 from .images import load_rgb
-from .layouts import ERROR, FATAL, WARNING, DatasetIndex
+from .checks import ERROR, FATAL, WARNING
+from .layouts import DatasetIndex
 
 
 def inspection_dict(index: DatasetIndex, skip_bad: bool = False) -> dict:

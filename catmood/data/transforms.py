@@ -29,10 +29,6 @@ class EvalTransform:
         return torch.from_numpy(normalize(crop[None], self.spec, input_order="RGB")[0])
 
 
-def eval_transform(spec: ModelSpec) -> EvalTransform:
-    return EvalTransform(spec)
-
-
 def train_transform(spec: ModelSpec, augment: str = "trivialaugment", scale: tuple[float, float] = (0.35, 1.0)):
     """Training augmentation ending in the spec's input size and normalisation (RGB uint8 array in).
 

@@ -42,7 +42,6 @@ class FrameSource:
     """Iterate to get `Frame`s; `close()` releases the device. `dropped` counts frames never processed."""
 
     kind = "?"
-    live = False
 
     def __init__(self, name: str):
         self.name = name
@@ -82,30 +81,32 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"{path}: cannot open it as a video (unsupported codec or not a video file)")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) else None
-        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.frame_count = count if count > 0 else None
         self.realtime = realtime
 
+    @property
+    def period(self) -> float:
+        """Seconds between frames (a file that does not say its rate is taken as 30 fps)."""
+        return 1.0 / self.fps if self.fps else 1 / 30
+
     def __iter__(self) -> Iterator[Frame]:
-        if not self.realtime:
-            yield from self._prefetched()
-            return
-        period = 1.0 / self.fps if self.fps else 1 / 30
+        return self._paced() if self.realtime else self._prefetched()
+
+    def _paced(self) -> Iterator[Frame]:
+        """At the native rate; frames whose time has already passed are skipped, not decoded."""
+        period = self.period
         index = 0
         started = time.perf_counter()
         while True:
             t0 = time.perf_counter()
-            if self.realtime:
-                # Pace at the native rate; frames whose time has already passed are skipped, not decoded.
-                due = int((t0 - started) / period)
-                while index < due:
-                    if not self.capture.grab():
-                        return
-                    index += 1
-                    self.dropped += 1
-                wait = started + index * period - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
+            due = int((t0 - started) / period)
+            while index < due:
+                if not self.capture.grab():
+                    return
+                index += 1
+                self.dropped += 1
+            wait = started + index * period - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
             ok, image = self.capture.read()
             if not ok or image is None:
                 return
@@ -114,7 +115,7 @@ class VideoFileSource(FrameSource):
 
     def _prefetched(self) -> Iterator[Frame]:
         """Every frame in order, decoded on a thread a few frames ahead, so decoding overlaps inference."""
-        period = 1.0 / self.fps if self.fps else 1 / 30
+        period = self.period
         frames: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
 
@@ -161,14 +162,12 @@ class ImageListSource(FrameSource):
     def __init__(self, paths: list[Path], name: str):
         super().__init__(name)
         self.paths = paths
-        self.unreadable: list[str] = []
 
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
             t0 = time.perf_counter()
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
-                self.unreadable.append(str(path))
                 self.dropped += 1
                 continue
             yield Frame(image, index, float(index), (time.perf_counter() - t0) * 1000)
@@ -176,8 +175,6 @@ class ImageListSource(FrameSource):
 
 class LiveSource(FrameSource):
     """A camera or stream read on its own thread; the consumer always gets the newest frame."""
-
-    live = True
 
     def __init__(self, target, name: str, kind: str, factory=cv2.VideoCapture, reconnect: bool = True,
                  give_up_after: float = 30.0, first_frame_timeout: float = 15.0):
@@ -258,14 +255,14 @@ class LiveSource(FrameSource):
             self.capture.release()
 
 
-def open_source(source: str | int, *, realtime: bool = False, reconnect: bool = True,
-                capture_factory: Callable = cv2.VideoCapture, give_up_after: float = 30.0) -> FrameSource:
+def open_source(source: str | int, *, realtime: bool = False, capture_factory: Callable = cv2.VideoCapture,
+                give_up_after: float = 30.0) -> FrameSource:
     """Open what the user typed after --source: 0, video.mp4, rtsp://..., cat.jpg, a folder, or a glob."""
     text = str(source).strip()
     if text.isdigit():
         return LiveSource(int(text), f"camera {text}", "camera", capture_factory, reconnect=False)
     if text.lower().startswith(STREAM_SCHEMES):
-        return LiveSource(text, text, "stream", capture_factory, reconnect=reconnect, give_up_after=give_up_after)
+        return LiveSource(text, text, "stream", capture_factory, give_up_after=give_up_after)
     path = Path(text).expanduser()
     if any(ch in text for ch in "*?["):
         paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True) if is_image_name(p))
