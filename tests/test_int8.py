@@ -16,7 +16,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from catmood import cli
-from catmood.backends import load_classifier, select_classifier
+from catmood.backends import select_classifier
 from catmood.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from catmood.errors import CatmoodError
 from catmood.export import int8 as int8_module
@@ -45,8 +45,8 @@ def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_expo
     assert spec == read_onnx_metadata(out / "model.onnx")[0] == load_checkpoint(models[0]).spec
     assert info["precision"] == "int8" and info["source_onnx_sha256"] == file_sha256(out / "model.onnx")
     q = info["quantization"]
-    assert q["format"] == "QDQ" and q["activations"] == "uint8, asymmetric"
-    assert q["weights"] == "int8, symmetric, per output channel"
+    assert q["format"] == "QDQ" and q["activations"] == "uint8 asymmetric"
+    assert q["weights"] == "int8 symmetric per output channel"
     data = Path(load_checkpoint(models[0]).config["data"])
     assert q["calibration"] == {"method": "minmax", "images": 72, "unreadable": 0,  # all 3 x 24 training images
                                 "source": f"training split of {data}", "batch": 8,
@@ -71,8 +71,8 @@ def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_expo
     assert 0 < row.parity.max_logit_diff < 0.1 and row.parity.agreement >= 0.9
     assert row.parity.reference_accuracy == rows["pytorch"].accuracy
     assert row.size_mb < 0.4 * rows["onnx"].size_mb  # int8 weights
-    assert row.notes[0] == f"calibrated (minmax) on 72 images of the training split of {data}; activations uint8, " \
-                           "asymmetric, weights int8, symmetric, per output channel; 15 layers in INT8"
+    assert row.notes[0] == f"calibrated (minmax) on 72 images of the training split of {data}; activations uint8 " \
+                           "asymmetric, weights int8 symmetric per output channel; 15 layers in INT8"
     assert row.notes[1] == "kept in float (classifier head): node_linear (Gemm)"
     markdown = (out / "export_report.md").read_text()
     assert f"- onnx-int8: calibrated (minmax) on 72 images of the training split of {data}" in markdown

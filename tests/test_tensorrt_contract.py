@@ -325,7 +325,7 @@ def test_export_builds_the_int8_engine_each_release_can_build_from_the_gated_sym
     source = tmp_path / sidecar["onnx"]
     assert sidecar["onnx_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     quantization = sidecar["onnx_provenance"]["quantization"]
-    assert quantization["activations"] == "int8, symmetric (zero point 0)"
+    assert quantization["activations"] == "int8 symmetric (zero point 0)"
     assert quantization["calibration"]["images"] == read_onnx_metadata(tmp_path / "model.int8.onnx")[1][
         "quantization"]["calibration"]["images"] == 72  # the opset-17 copy saw the same images
     assert spec == read_onnx_metadata(tmp_path / "model.onnx")[0]

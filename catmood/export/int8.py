@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +141,7 @@ class Int8Quantizer:
 
     def __init__(self, images: CalibrationImages, options: Int8Options = Int8Options()):
         self.images, self.options = images, options
-        self._tmp = tempfile.TemporaryDirectory(prefix="catmood-int8-")
-        weakref.finalize(self, self._tmp.cleanup)
+        self._tmp = tempfile.TemporaryDirectory(prefix="catmood-int8-")  # removed with this object
         self._prepared: dict[str, tuple[Path, Path, dict]] = {}  # source sha256 -> (model, ranges, facts)
 
     def __call__(self, src: str | os.PathLike, out: str | os.PathLike, *, symmetric: bool = False) -> Path:
@@ -151,7 +149,7 @@ class Int8Quantizer:
         import onnx
 
         from ..checkpoint import file_sha256
-        from .onnx import _save_onnx, _set_metadata, onnx_opset
+        from .onnx import onnx_opset, save_onnx, set_metadata
 
         src, out = Path(src), Path(out)
         spec, info = read_onnx_metadata(src)
@@ -177,8 +175,8 @@ class Int8Quantizer:
         model.opset_import.extend(kept)
         info.update(precision="int8", opset=onnx_opset(model), source_onnx_sha256=sha,
                     quantization=self._provenance(facts, symmetric, layers))
-        _set_metadata(model, spec, info)
-        _save_onnx(model, out, external=False)
+        set_metadata(model, spec, info)
+        save_onnx(model, out, external=False)
         return out
 
     def _prepare(self, src: Path, sha: str):
@@ -191,8 +189,8 @@ class Int8Quantizer:
         try:
             quant_pre_process(str(src), str(prepared))
         except Exception as exc:  # ONNX Runtime raises whatever its optimiser or shape inference met
-            raise CatmoodError(f"{src}: ONNX Runtime's quantization pre-processing failed "
-                               f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+            raise CatmoodError(f"{src}: ONNX Runtime's quantization pre-processing failed ({_first_line(exc)})") \
+                from None
         model = onnx.load(str(prepared))
         for i, node in enumerate(model.graph.node):  # exclusion works by name; some exporters leave names empty
             node.name = node.name or f"{node.op_type}_{i}"
@@ -206,8 +204,8 @@ class Int8Quantizer:
 
         options = self.options
         return {"format": "QDQ", "onnxruntime": onnxruntime.__version__, "int8_layers": layers,
-                "activations": "int8, symmetric (zero point 0)" if symmetric else "uint8, asymmetric",
-                "weights": "int8, symmetric, per output channel",
+                "activations": "int8 symmetric (zero point 0)" if symmetric else "uint8 asymmetric",
+                "weights": "int8 symmetric per output channel",
                 "calibration": {"method": options.calib_method, "images": facts["images"],
                                 "unreadable": facts["unreadable"], "source": self.images.source,
                                 "batch": options.batch, "input": "catmood.preprocess with the graph's spec"},
@@ -240,8 +238,11 @@ def _quantize(src: Path, prepared: Path, out: Path, reader: CalibrationReader, o
     except CatmoodError:
         raise
     except Exception as exc:  # the quantizer's own errors (an op it cannot handle, a shape it cannot infer)
-        raise CatmoodError(f"{src}: ONNX Runtime could not quantize it to INT8 "
-                           f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+        raise CatmoodError(f"{src}: ONNX Runtime could not quantize it to INT8 ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def quantization_notes(path: Path) -> list[str]:
