@@ -230,7 +230,8 @@ def _foreign_graph(path: Path, nodes, spec: ModelSpec) -> Path:
     return path
 
 
-def test_a_model_with_nothing_to_quantize_is_one_clear_line(models, tmp_path):
+def test_a_model_with_nothing_to_quantize_is_one_clear_line(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     spec = ModelSpec("pooled", ("circle", "square", "stripes"), input_size=8, resize_size=8, crop="none")
     data = Path(load_checkpoint(models[0]).config["data"]) / "train"
     quantize = Int8Quantizer(CalibrationImages(sorted(data.rglob("*.png"))[:16], "test images"), Int8Options())
@@ -248,3 +249,4 @@ def test_a_model_with_nothing_to_quantize_is_one_clear_line(models, tmp_path):
                                            r"failed \(.+\)$") as err:
         quantize(custom, tmp_path / "custom.int8.onnx")
     assert "\n" not in str(err.value) and not (tmp_path / "pooled.int8.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["custom.onnx", "pooled.onnx"]  # nothing left in the cwd

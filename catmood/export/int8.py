@@ -186,11 +186,15 @@ class Int8Quantizer:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         prepared = Path(self._tmp.name) / f"{sha[:16]}-prepared.onnx"
+        here = os.getcwd()
+        os.chdir(self._tmp.name)  # its symbolic shape inference drops sym_shape_infer_temp.onnx in the cwd on failure
         try:
-            quant_pre_process(str(src), str(prepared))
+            quant_pre_process(str(src.resolve()), str(prepared))
         except Exception as exc:  # ONNX Runtime raises whatever its optimiser or shape inference met
             raise CatmoodError(f"{src}: ONNX Runtime's quantization pre-processing failed ({_first_line(exc)})") \
                 from None
+        finally:
+            os.chdir(here)
         model = onnx.load(str(prepared))
         for i, node in enumerate(model.graph.node):  # exclusion works by name; some exporters leave names empty
             node.name = node.name or f"{node.op_type}_{i}"
