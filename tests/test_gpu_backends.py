@@ -23,10 +23,10 @@ from catmood.bench.options import BenchOptions
 
 # Option names from ONNX Runtime's TensorRT and CUDA execution provider pages
 # (onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html, CUDA-ExecutionProvider.html).
-DOCUMENTED_TRT = {"device_id", "trt_max_workspace_size", "trt_fp16_enable", "trt_layer_norm_fp32_fallback",
-                  "trt_engine_cache_enable", "trt_engine_cache_path", "trt_timing_cache_enable",
-                  "trt_timing_cache_path", "trt_builder_optimization_level", "trt_profile_min_shapes",
-                  "trt_profile_opt_shapes", "trt_profile_max_shapes"}
+DOCUMENTED_TRT = {"device_id", "trt_max_workspace_size", "trt_fp16_enable", "trt_int8_enable",
+                  "trt_layer_norm_fp32_fallback", "trt_engine_cache_enable", "trt_engine_cache_path",
+                  "trt_timing_cache_enable", "trt_timing_cache_path", "trt_builder_optimization_level",
+                  "trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"}
 DOCUMENTED_CUDA = {"device_id", "gpu_mem_limit", "arena_extend_strategy", "cudnn_conv_algo_search",
                    "do_copy_in_default_stream", "cudnn_conv_use_max_workspace"}
 REAL_SESSION = onnxruntime.InferenceSession
@@ -89,6 +89,20 @@ def test_provider_options_follow_the_model(models, tmp_path):
     assert raw["trt_profile_max_shapes"] == "images:32x48x48x3" and raw["trt_fp16_enable"] == "True"
     half = dict(provider_options(export_fp16(onnx_path, tmp_path / "model.fp16.onnx"), [TENSORRT]))[TENSORRT]
     assert half["trt_fp16_enable"] == "False" and half["trt_layer_norm_fp32_fallback"] == "False"
+
+
+def test_a_qdq_graph_runs_in_tensorrts_int8_mode_with_fp16_for_its_float_layers(models, tmp_path, request):
+    from catmood.checkpoint import load_checkpoint
+    from catmood.export.int8 import Int8Quantizer, calibration_images
+    from catmood.export.options import Int8Options
+
+    quantize = Int8Quantizer(calibration_images(load_checkpoint(models[0]), Int8Options()))
+    int8 = quantize(models[1], tmp_path / "model.int8-sym.onnx", symmetric=True)  # calibration runs real sessions
+    request.getfixturevalue("fake_gpu")
+    trt = dict(provider_options(int8, [TENSORRT]))[TENSORRT]
+    assert (trt["trt_int8_enable"], trt["trt_fp16_enable"]) == ("True", "True") and set(trt) <= DOCUMENTED_TRT
+    classifier = select_classifier(int8)
+    assert (classifier.precision, classifier.device) == ("int8", "cuda:0 (Tensorrt EP, int8)")
 
 
 def test_engine_cache_is_keyed_by_graph_and_weights(models, onnx_path, tmp_path):

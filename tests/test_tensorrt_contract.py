@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -19,11 +20,13 @@ import catmood.backends as catmood_backends
 import catmood.backends.tensorrt_api as tensorrt_api_module
 import catmood.backends.tensorrt_backend as tensorrt_backend_module
 import trt_standin
-from catmood.backends.tensorrt_api import STRONGLY_TYPED, WEAK_FP16, WEAK_FP16_PINNED, TensorRTApi, tensorrt_api
+from catmood.backends.tensorrt_api import (STRONGLY_TYPED, WEAK_FP16, WEAK_FP16_PINNED, WEAK_INT8, TensorRTApi,
+                                           parse_version, tensorrt_api)
 from catmood.backends.tensorrt_backend import TensorRTBackend
+from catmood.checkpoint import load_checkpoint
 from catmood.errors import CatmoodError
 from catmood.export.pipeline import export_checkpoint
-from catmood.export.options import EngineOptions
+from catmood.export.options import EngineOptions, Gate, Int8Options
 from catmood.export.tensorrt import EngineBuildError, EngineSources, build_engine, gated_engine
 from catmood.metadata import read_onnx_metadata, read_sidecar
 from conftest import natural_image
@@ -42,7 +45,7 @@ def surface_facts(path) -> dict:
     names = json.loads(path.read_text())["names"]
     major = int(path.stem.split(".")[0])
     return dict(major=major, strongly_typed=major >= 11 or "STRONGLY_TYPED" in names["NetworkDefinitionCreationFlag"]["values"],
-                weak_fp16="FP16" in names["BuilderFlag"]["values"])
+                weak_fp16="FP16" in names["BuilderFlag"]["values"], weak_int8="INT8" in names["BuilderFlag"]["values"])
 
 
 def releases(**wanted):
@@ -272,3 +275,108 @@ def test_no_nvidia_driver_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", no_library)
     with pytest.raises(cuda_driver.CudaError, match=r"^no NVIDIA driver found \(libcuda.so.1\): TensorRT needs"):
         cuda_driver.CudaDriver()
+
+
+# --- INT8: explicit quantization (Q/DQ), one calibration, per release -------------------------------------------
+# The stand-in's "engine" runs the Q/DQ ONNX in ONNX Runtime, so the INT8 gate's tolerance for this tiny model is
+# not what these tests are about (tests/test_int8.py is); an honest but lenient gate keeps them on API use.
+INT8_GATE = {"int8": Gate(None, 0.9, max_accuracy_drop=0.1)}
+
+
+@pytest.fixture(scope="module")
+def int8_files(onnx_files, tmp_path_factory):
+    """Q/DQ files of the tiny model: the CPU one (uint8 activations) and TensorRT's (symmetric int8), each at
+    opset 18 and 17, from one set of calibration images."""
+    from catmood.export.int8 import Int8Quantizer, calibration_images
+
+    out = tmp_path_factory.mktemp("trt-int8")
+    checkpoint = load_checkpoint(onnx_files["checkpoint"])
+    quantize = Int8Quantizer(calibration_images(checkpoint, Int8Options()))
+    return dict(cpu=quantize(onnx_files["fp32"], out / "model.int8.onnx"),
+                cpu17=quantize(onnx_files["opset17"], out / "model.int8.opset17.onnx"),
+                sym=quantize(onnx_files["fp32"], out / "model.int8-sym.onnx", symmetric=True),
+                sym17=quantize(onnx_files["opset17"], out / "model.int8-sym.opset17.onnx", symmetric=True))
+
+
+def int8_source(int8_files, kind: str = "sym") -> Path:
+    """The file of `kind` this release's parser reads (8.6: opset 17)."""
+    return int8_files[kind + ("17" if tensorrt_api().max_onnx_opset else "")]
+
+
+@EVERY_RELEASE
+def test_export_builds_the_int8_engine_each_release_can_build_from_the_gated_symmetric_qdq_onnx(trt, models,
+                                                                                               tmp_path):
+    report = export_checkpoint(models[0], tmp_path, onnx=False, fp16=False, int8=True, trt=True,
+                               engine=EngineOptions("1,2,4"), gates=INT8_GATE, **QUIET)
+    assert report.passed, report.errors
+    assert [r.format for r in report.results] == ["pytorch", "onnx", "onnx-int8", "onnx-int8-sym", "tensorrt-int8"]
+    assert not (tmp_path / "model.fp16.engine").exists() and not (tmp_path / "model.fp16.onnx").exists()
+    spec, sidecar = read_sidecar(tmp_path / "model.int8.engine")
+    built = trt._built[-1]
+    assert sidecar["precision"] == "int8" and next(r for r in report.results if r.format == "tensorrt-int8").precision \
+        == "int8"
+    if has(trt, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED") or trt._major >= 11:
+        # 10.x, 11.x: precision from the Q/DQ types; no builder flag at all
+        assert sidecar["precision_mode"] == STRONGLY_TYPED and sidecar["onnx"] == "model.int8-sym.onnx"
+        assert built["strongly_typed"] and built["flags"] == []
+    else:  # 8.6: the INT8 flag honours the Q/DQ nodes, FP16 serves the layers left in float; opset-17 Q/DQ copy
+        assert sidecar["precision_mode"] == WEAK_INT8 and built["flags"] == ["FP16", "INT8"]
+        assert sidecar["onnx"] == "model.int8-sym.opset17.onnx" and sidecar["onnx_opset"] == 17
+    source = tmp_path / sidecar["onnx"]
+    assert sidecar["onnx_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    quantization = sidecar["onnx_provenance"]["quantization"]
+    assert quantization["activations"] == "int8 symmetric (zero point 0)"
+    assert quantization["calibration"]["images"] == read_onnx_metadata(tmp_path / "model.int8.onnx")[1][
+        "quantization"]["calibration"]["images"] == 72  # the opset-17 copy saw the same images
+    assert spec == read_onnx_metadata(tmp_path / "model.onnx")[0]
+    assert trt._log == [] and trt._used_deprecated == set(), trt._used_deprecated
+
+
+@EVERY_RELEASE
+def test_the_cpu_int8_file_is_not_for_tensorrt_and_the_symmetric_one_is(trt, int8_files, tmp_path):
+    mode = tensorrt_api().precision_modes("int8")[0]
+    with pytest.raises(EngineBuildError, match="TensorRT quantization is symmetric INT8 only"):
+        build_engine(int8_source(int8_files, "cpu"), tmp_path / "m.engine", mode=mode, echo=lambda *a: None)
+    engine = build_engine(int8_source(int8_files), tmp_path / "m.engine", mode=mode, options=EngineOptions("1,2,4"),
+                          echo=lambda *a: None)
+    backend = TensorRTBackend(engine)
+    from catmood.preprocess import preprocess
+
+    x = preprocess([natural_image(60 + 9 * i, 80, seed=i) for i in range(3)], backend.spec)
+    session = ort.InferenceSession(str(int8_source(int8_files)), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(backend.logits(x), session.run(["logits"], {"images": x})[0], rtol=1e-5, atol=1e-5)
+    assert backend.precision == "int8" and backend.sidecar["precision_mode"] == mode
+
+
+@pytest.mark.parametrize("trt", releases(weak_int8=True), indirect=True)
+def test_weakly_typed_int8_needs_the_int8_flag_on_every_release_that_has_it(trt, int8_files, tmp_path, monkeypatch):
+    api = tensorrt_api()
+    engine = build_engine(int8_source(int8_files), tmp_path / "m.engine", mode=WEAK_INT8, echo=lambda *a: None)
+    assert trt._built[-1]["flags"] == ["FP16", "INT8"] and not trt._built[-1]["strongly_typed"]
+    assert read_sidecar(engine)[1]["precision_mode"] == WEAK_INT8
+    deprecated = {n.split(":")[0] for n in trt._used_deprecated}
+    # both flags are deprecated from 10.12 (superseded by strong typing); catmood uses them only where needed
+    assert deprecated == ({"BuilderFlag.FP16", "BuilderFlag.INT8"} if parse_version(trt.__version__) >= (10, 12, 0)
+                          else set())
+    monkeypatch.setattr(TensorRTApi, "set_precision", lambda self, config, mode: config.set_flag(self.trt.BuilderFlag.FP16))
+    with pytest.raises(EngineBuildError, match="could not build a weak-int8 engine"):
+        build_engine(int8_source(int8_files), tmp_path / "m2.engine", mode=WEAK_INT8, api=api, echo=lambda *a: None)
+    assert "Q/DQ layers in a weakly typed network without the INT8 builder flag" in trt._log
+
+
+@pytest.mark.parametrize("trt", releases(strongly_typed=True), indirect=True)
+def test_a_failed_strongly_typed_int8_build_falls_back_only_where_the_int8_flag_exists(trt, onnx_files, int8_files,
+                                                                                        tmp_path):
+    trt._fail_builds["strongly"] = True
+    engine = tmp_path / "model.int8.engine"
+    sources = EngineSources(onnx_files["checkpoint"], onnx_files["fp32"], int8_files["sym"], precision="int8")
+    check = gate_against(onnx_files)
+    if has(trt, "BuilderFlag", "INT8"):  # 10.x
+        row = gated_engine(sources, engine, check, echo=lambda *a: None)
+        assert row.format == "tensorrt-int8" and read_sidecar(engine)[1]["precision_mode"] == WEAK_INT8
+        assert read_sidecar(engine)[1]["onnx"] == "model.int8-sym.onnx"  # 10.x parses opset 18
+        assert any("build failed" in n and WEAK_INT8 in n for n in row.notes), row.notes
+    else:  # 11.x: no INT8 flag; export reports the error
+        with pytest.raises(EngineBuildError, match="could not build a strongly-typed engine"):
+            gated_engine(sources, engine, check, echo=lambda *a: None)
+        assert not engine.exists()

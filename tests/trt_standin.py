@@ -9,7 +9,10 @@ loudly too (NotImplementedError), so nothing passes by accident. Deprecated name
 Behaviour is the least that drives catmood's build and run code, and follows the documented rules that
 matter here: an 8.x network created without EXPLICIT_BATCH is implicit batch (the ONNX parser refuses it);
 the 8.x parser reads opset <= 17; strongly typed networks refuse precision flags and layer precisions; an
-engine deserialises only in the release that built it. The "engine" computes with ONNX Runtime on the
+engine deserialises only in the release that built it. Quantization is symmetric and signed in every release
+("Working with Quantized Types"): the parser refuses Q/DQ nodes whose zero point is not an int8 zero, and a
+weakly typed network with Q/DQ layers builds only with the INT8 flag set (8.x: "to enable any quantization
+operations, the INT8 flag must be set"; 10.x keeps that rule for weakly typed networks). The "engine" computes with ONNX Runtime on the
 ONNX it was built from, so a gate against PyTorch can pass; its numbers are ONNX Runtime's, not TensorRT's.
 The CUDA stand-in runs queued work only when *its own* stream is synchronised, so work put on another
 stream, or read before the synchronise, gives wrong numbers.
@@ -27,11 +30,13 @@ import onnx
 SURFACES = Path(__file__).parent / "data" / "tensorrt_api"
 NPTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "UINT8": np.uint8,
            "BOOL": np.bool_, "INT64": np.int64}
-ONNX_TYPES = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF", onnx.TensorProto.UINT8: "UINT8"}
+ONNX_TYPES = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF", onnx.TensorProto.UINT8: "UINT8",
+              onnx.TensorProto.INT8: "INT8"}
 LAYER_TYPES = {"Conv": "CONVOLUTION", "Gemm": "MATRIX_MULTIPLY", "MatMul": "MATRIX_MULTIPLY", "Relu": "ACTIVATION",
                "Softmax": "SOFTMAX", "ReduceMean": "REDUCE", "LayerNormalization": "NORMALIZATION",
                "GlobalAveragePool": "POOLING", "MaxPool": "POOLING", "Cast": "CAST", "Reshape": "SHUFFLE",
-               "Flatten": "SHUFFLE", "Transpose": "SHUFFLE"}
+               "Flatten": "SHUFFLE", "Transpose": "SHUFFLE", "QuantizeLinear": "QUANTIZE",
+               "DequantizeLinear": "DEQUANTIZE"}
 PRECISION_FLAGS = {"FP16", "BF16", "INT8", "FP8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"}
 
 
@@ -136,7 +141,7 @@ class INetworkDefinition(Checked):
         self._explicit_batch = module._major >= 10 or has("EXPLICIT_BATCH")
         self._strongly_typed = module._major >= 11 or has("STRONGLY_TYPED")
         self._layers, self._inputs, self._outputs = [], [], []
-        self._violations, self._pinned, self._onnx = [], set(), None
+        self._violations, self._pinned, self._onnx, self._quantized = [], set(), None, False
 
     num_layers = property(lambda self: len(self._layers))
     num_inputs = property(lambda self: len(self._inputs))
@@ -172,8 +177,11 @@ class OnnxParser(Checked):
             self._errors.append("ONNX parser only supports networks with an explicit batch dimension")
         elif module._major < 10 and opset > 17:
             self._errors.append(f"model opset {opset} is newer than this parser supports (17)")
+        if not self._errors:
+            self._errors += _asymmetric_quantization(model)
         if self._errors:
             return False
+        net._quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
         shape = lambda v: [-1] + [d.dim_value for d in v.type.tensor_type.shape.dim[1:]]  # noqa: E731
         dtype = lambda v: _enum(module, "DataType", ONNX_TYPES[v.type.tensor_type.elem_type])  # noqa: E731
         net._inputs = [module.ITensor(v.name, shape(v), dtype(v)) for v in model.graph.input]
@@ -183,6 +191,20 @@ class OnnxParser(Checked):
                        for i, n in enumerate(model.graph.node)]
         net._onnx = str(path)
         return True
+
+
+def _asymmetric_quantization(model) -> list[str]:
+    """Q/DQ nodes TensorRT cannot take: a zero point missing (uint8 by the ONNX default), not int8 (uint8
+    activations, int32 biases) or not 0."""
+    weights = {t.name: t for t in model.graph.initializer}
+    errors = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero = weights.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
+            errors.append(f"{node.name}: TensorRT quantization is symmetric INT8 only (an int8 zero point of 0)")
+    return errors[:3]
 
 
 class IHostMemory(Checked):
@@ -256,6 +278,8 @@ class Builder(Checked):
         problems = list(network._violations)
         if network._strongly_typed and config._flags & PRECISION_FLAGS:
             problems.append(f"precision flags {sorted(config._flags & PRECISION_FLAGS)} on a strongly typed network")
+        if network._quantized and not network._strongly_typed and "INT8" not in config._flags:
+            problems.append("Q/DQ layers in a weakly typed network without the INT8 builder flag")
         if not config._profiles or network._inputs[0].name not in config._profiles[0]._shapes:
             problems.append("dynamic input without an optimization profile")
         if module._fail_builds.get("strongly" if network._strongly_typed else "weak"):

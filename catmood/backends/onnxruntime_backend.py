@@ -78,9 +78,13 @@ def _tensorrt_options(path: Path) -> dict[str, str]:
               for key, n in zip(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"),
                                 TRT_PROFILE_BATCH)}
     # An FP32 graph runs as an FP16 engine with LayerNorm's Pow/Reduce kept FP32 (they overflow in FP16);
-    # an FP16 graph already carries its own FP32 islands, which the FP16 flag would let TensorRT undo.
-    fp16 = provenance.get("precision", "fp32") == "fp32"
-    return {"trt_fp16_enable": str(fp16), "trt_layer_norm_fp32_fallback": str(fp16),
+    # an FP16 graph already carries its own FP32 islands, which the FP16 flag would let TensorRT undo. A Q/DQ
+    # (INT8) graph needs TensorRT's INT8 mode to honour its Q/DQ nodes (the scales are in the graph: no
+    # calibration table), and FP16 for the layers they leave in float, as catmood's own INT8 engines do.
+    precision = provenance.get("precision", "fp32")
+    fp16 = precision in ("fp32", "int8")
+    int8 = {"trt_int8_enable": "True"} if precision == "int8" else {}
+    return {"trt_fp16_enable": str(fp16), **int8, "trt_layer_norm_fp32_fallback": str(fp16),
             "trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache,
             "trt_builder_optimization_level": str(TRT_OPTIMIZATION_LEVEL), **shapes}
@@ -128,7 +132,9 @@ class OnnxRuntimeBackend(Classifier):
                                "libraries, e.g. libnvinfer for TensorRT, are missing or not the versions it was built "
                                f"for) and fell back to {self.providers[0]}; install them or pick another --backend")
         self.trt_fp16 = self.providers[0] == TENSORRT and dict(chain)[TENSORRT]["trt_fp16_enable"] == "True"
-        self.precision = "fp16" if self.trt_fp16 else self.provenance.get("precision", "fp32")
+        self.precision = self.provenance.get("precision", "fp32")
+        if self.trt_fp16 and self.precision == "fp32":
+            self.precision = "fp16"
         self.max_batch = TRT_PROFILE_BATCH[2] if self.providers[0] == TENSORRT else None
         short = self.providers[0].replace("ExecutionProvider", "")
         self.device_type = "cpu" if self.providers[0] == CPU else "cuda"

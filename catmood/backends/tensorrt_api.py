@@ -9,6 +9,9 @@ major version decides:
 - precision: strongly typed networks take precision from the ONNX types (the gated FP16 ONNX); the weakly
   typed `BuilderFlag.FP16` (and layer pinning with `OBEY_PRECISION_CONSTRAINTS`) exists up to 10.x only
   (deprecated in 10.12, gone in 11).
+- INT8 is explicit (Q/DQ nodes in the ONNX, symmetric int8, no calibrator): strongly typed networks take it
+  from the Q/DQ types (10.x, 11.x); weakly typed ones need `BuilderFlag.INT8` (with FP16 for the layers left
+  in float) to honour the Q/DQ nodes at all (8.6; 10.x's fallback; both flags deprecated in 10.12, gone in 11).
 - ONNX: the 8.6 parser reads opset <= 17.
 """
 
@@ -24,6 +27,7 @@ from ..errors import CatmoodError
 STRONGLY_TYPED = "strongly-typed"   # built from the FP16 ONNX; no precision flags
 WEAK_FP16 = "weak-fp16"             # built from the FP32 ONNX with BuilderFlag.FP16
 WEAK_FP16_PINNED = "weak-fp16-pinned"  # the same, with FP32_SENSITIVE_LAYERS pinned to FP32
+WEAK_INT8 = "weak-int8"             # built from the symmetric Q/DQ ONNX with BuilderFlag.INT8 (+ FP16)
 FP32_SENSITIVE_LAYERS = ("NORMALIZATION", "SOFTMAX", "REDUCE", "POOLING")
 # The ONNX parser of TensorRT 8.x reads opsets up to 17 (JetPack 6.0).
 MAX_OPSET_TENSORRT_8 = 17
@@ -70,6 +74,10 @@ class TensorRTApi:
         return "FP16" in self.members("BuilderFlag")
 
     @property
+    def weak_int8(self) -> bool:
+        return "INT8" in self.members("BuilderFlag")
+
+    @property
     def can_pin_layers(self) -> bool:
         return "OBEY_PRECISION_CONSTRAINTS" in self.members("BuilderFlag") and hasattr(self.trt.ILayer, "precision")
 
@@ -77,15 +85,17 @@ class TensorRTApi:
     def max_onnx_opset(self) -> int | None:
         return MAX_OPSET_TENSORRT_8 if self.version[0] < 10 else None
 
-    def precision_modes(self) -> list[str]:
-        """FP16 build modes to try, best first: strongly typed where the release has it (10.x can still fall
-        back to the weak FP16 flag if that build fails), the weak FP16 flag otherwise (8.6)."""
+    def precision_modes(self, precision: str = "fp16") -> list[str]:
+        """Build modes for a `precision` ("fp16" or "int8") engine, best first: strongly typed where the release
+        has it (10.x can still fall back to the weak flag if that build fails), the weak flag otherwise (8.6)."""
         modes = [STRONGLY_TYPED] if self.strongly_typed else []
-        if self.weak_fp16:
-            modes.append(WEAK_FP16)
+        flag, weak, mode = {"fp16": ("FP16", self.weak_fp16, WEAK_FP16),
+                            "int8": ("INT8", self.weak_int8, WEAK_INT8)}[precision]
+        if weak:
+            modes.append(mode)
         if not modes:
             raise CatmoodError(f"TensorRT {self.trt.__version__} offers neither strongly typed networks nor the "
-                               "FP16 builder flag: catmood cannot build an FP16 engine with it")
+                               f"{flag} builder flag: catmood cannot build an {precision.upper()} engine with it")
         return modes
 
     def network_flags(self, mode: str) -> int:
@@ -99,8 +109,10 @@ class TensorRTApi:
 
     def set_precision(self, config, mode: str) -> None:
         """Builder flags for `mode`; none for strongly typed networks (precision comes from the ONNX types)."""
-        if mode in (WEAK_FP16, WEAK_FP16_PINNED):
-            config.set_flag(self.trt.BuilderFlag.FP16)
+        if mode in (WEAK_FP16, WEAK_FP16_PINNED) or (mode == WEAK_INT8 and self.weak_fp16):
+            config.set_flag(self.trt.BuilderFlag.FP16)  # for INT8: the layers the Q/DQ nodes leave in float
+        if mode == WEAK_INT8:
+            config.set_flag(self.trt.BuilderFlag.INT8)
         if mode == WEAK_FP16_PINNED:
             config.set_flag(self.trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
 

@@ -100,8 +100,8 @@ def classifiers_for(path: Path, options: BenchOptions, echo) -> list[tuple[str, 
         return out
     from ..backends.tensorrt_backend import TensorRTBackend
 
-    return [("tensorrt", "fp16", TensorRTBackend(path)), ("tensorrt cuda graph", "fp16",
-                                                          TensorRTBackend(path, cuda_graphs=True))]
+    plain, graphs = TensorRTBackend(path), TensorRTBackend(path, cuda_graphs=True)
+    return [("tensorrt", plain.precision, plain), ("tensorrt cuda graph", graphs.precision, graphs)]
 
 
 def _torch_classifiers(path: Path, options: BenchOptions) -> list[tuple[str, str, Classifier]]:

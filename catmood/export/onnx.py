@@ -104,7 +104,7 @@ def onnx_opset(model) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _set_metadata(model, spec: ModelSpec, info: dict) -> None:
+def set_metadata(model, spec: ModelSpec, info: dict) -> None:
     for key, value in ((SPEC_KEY, spec.to_json()), (PROVENANCE_KEY, json.dumps(info))):
         for prop in model.metadata_props:
             if prop.key == key:
@@ -115,7 +115,7 @@ def _set_metadata(model, spec: ModelSpec, info: dict) -> None:
             entry.key, entry.value = key, value
 
 
-def _save_onnx(model, path: Path, external: bool) -> None:
+def save_onnx(model, path: Path, external: bool) -> None:
     import onnx
 
     if external:
@@ -165,8 +165,8 @@ def export_onnx(checkpoint: str | os.PathLike | Checkpoint, out: str | os.PathLi
             "weights_source": ckpt.provenance.get("weights_source"), "epoch": ckpt.epoch,
             "seed": ckpt.config.get("seed"),  # the dataset split: bench scores the same validation images
             "outputs": outputs}
-    _set_metadata(model, spec, info)
-    _save_onnx(model, out, external)
+    set_metadata(model, spec, info)
+    save_onnx(model, out, external)
     return out
 
 
@@ -187,6 +187,6 @@ def export_fp16(src: str | os.PathLike, out: str | os.PathLike, keep_fp32: list[
     spec_json = next(p.value for p in half.metadata_props if p.key == SPEC_KEY)
     info = json.loads(next((p.value for p in half.metadata_props if p.key == PROVENANCE_KEY), "{}"))
     info.update(precision="fp16", fp32_ops=keep, source_onnx_sha256=file_sha256(src))
-    _set_metadata(half, ModelSpec.from_json(spec_json), info)
-    _save_onnx(half, out, half.ByteSize() > SINGLE_FILE_LIMIT)
+    set_metadata(half, ModelSpec.from_json(spec_json), info)
+    save_onnx(half, out, half.ByteSize() > SINGLE_FILE_LIMIT)
     return out

@@ -22,26 +22,56 @@ def check_opset(opset: int) -> int:
 
 @dataclass(frozen=True)
 class Gate:
-    """Pass when the max |logit difference| is within `max_logit_diff` (None: not checked) and top-1
-    agreement with PyTorch is at least `min_agreement`."""
+    """Pass when the max |logit difference| is within `max_logit_diff` (None: not checked), top-1
+    agreement with PyTorch is at least `min_agreement` and, on labelled images, top-1 accuracy is at most
+    `max_accuracy_drop` below PyTorch's (None: not checked; 0.01 is one percentage point)."""
 
     max_logit_diff: float | None
     min_agreement: float
+    max_accuracy_drop: float | None = None
 
     def __post_init__(self):
         if not 0 <= self.min_agreement <= 1:
             raise CatmoodError(f"a gate's agreement must be between 0 and 1, got {self.min_agreement:g}")
         if self.max_logit_diff is not None and not self.max_logit_diff >= 0:
             raise CatmoodError(f"a gate's max logit difference must be >= 0, got {self.max_logit_diff:g}")
+        if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 1:
+            raise CatmoodError(f"a gate's max accuracy drop must be between 0 and 1, got {self.max_accuracy_drop:g}")
 
     def describe(self) -> str:
         parts = [f"agreement >= {self.min_agreement:.1%}"]
         if self.max_logit_diff is not None:
             parts.insert(0, f"max abs logit diff <= {self.max_logit_diff:g}")  # no pipes: it sits in a markdown table
+        if self.max_accuracy_drop is not None:
+            parts.append(f"accuracy drop <= {100 * self.max_accuracy_drop:g} pt")
         return ", ".join(parts)
 
 
-GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995)}
+# INT8 changes logits by design (a few percent), so it is judged by labels, not by logit distance.
+GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995), "int8": Gate(None, 0.98, max_accuracy_drop=0.01)}
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+MIN_CALIBRATION_IMAGES = 16  # fewer cannot stand for the activation ranges the model meets
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How the INT8 (Q/DQ) model is calibrated: up to `calib_images` images of the training split (or of
+    `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time."""
+
+    calib_images: int = 300
+    calib_method: str = "minmax"
+    calib_dir: str | None = None
+    batch: int = 8
+
+    def __post_init__(self):
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise CatmoodError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                               f"got {self.calib_method!r}")
+        if self.calib_images < MIN_CALIBRATION_IMAGES:
+            raise CatmoodError(f"--calib-images must be at least {MIN_CALIBRATION_IMAGES}, got {self.calib_images}")
+        if self.batch < 1:
+            raise CatmoodError(f"the calibration batch must be at least 1, got {self.batch}")
 
 
 def parse_batch_sizes(text: str | tuple[int, ...], flag: str = "--batch") -> tuple[int, ...]:

@@ -1,9 +1,10 @@
-"""`catmood export`: checkpoint -> ONNX, FP16 ONNX, TensorRT engine, each through the parity gate, and
+"""`catmood export`: checkpoint -> ONNX, FP16 ONNX, INT8 ONNX, TensorRT engines, each through the parity gate, and
 a report (export_report.json, export_report.md). One call does it all: `export_checkpoint(...)`."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metadata import LOGITS_NAME, PROBS_NAME, read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
+from .int8 import Int8Quantizer, calibration_images, quantization_notes
 from .onnx import export_fp16, export_onnx
-from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, check_opset
+from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, Int8Options, check_opset
 from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
 from .verify import Parity, batch1_latency_ms, collect_images, compare
 
@@ -130,27 +132,31 @@ def _size_mb(path: Path) -> float:
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-                      onnx: bool = True, fp16: bool = True, trt: bool = False, input_dtype: str = "float32",
-                      probs: bool = False, opset: int = DEFAULT_OPSET, engine: EngineOptions = EngineOptions(),
+                      onnx: bool = True, fp16: bool = True, int8: bool = False, trt: bool = False,
+                      input_dtype: str = "float32", probs: bool = False, opset: int = DEFAULT_OPSET,
+                      engine: EngineOptions = EngineOptions(), int8_options: Int8Options = Int8Options(),
                       images: str | os.PathLike | None = None, max_images: int = 200,
                       triton: str | os.PathLike | None = None, gates: dict[str, Gate] | None = None,
                       latency: bool = True, echo=print) -> ExportReport:
     """Export and verify; the report says PASS only when every requested artifact passes its gate.
 
-    `engine`: the TensorRT build options; its batch profile also gives Triton's max batch."""
-    if not (onnx or fp16 or trt):
-        raise CatmoodError("nothing to export: ask for --onnx, --fp16 and/or --trt")
+    `engine`: the TensorRT build options; its batch profile also gives Triton's max batch. With `trt`, an
+    engine is built for each precision asked for: INT8 with `int8`, FP16 with `fp16` or without `int8`."""
+    if not (onnx or fp16 or int8 or trt):
+        raise CatmoodError("nothing to export: ask for --onnx, --fp16, --int8 and/or --trt")
     if max_images < 1:
         raise CatmoodError(f"--max-images must be at least 1, got {max_images}")
     check_opset(opset)
     engine.profile  # a bad --batch is refused before any work
     ckpt = load_checkpoint(checkpoint)
+    calibration = calibration_images(ckpt, int8_options) if int8 else None  # no training images: refused now
     out = Path(out_dir) if out_dir else ckpt.path.parent / "export"
     out.mkdir(parents=True, exist_ok=True)
     trt_problem = tensorrt_unavailable() if trt else None
     trt_api = tensorrt_api() if trt and not trt_problem else None
-    # Strongly typed engines are built from the gated FP16 ONNX, so --trt alone makes and gates it too.
-    fp16 = fp16 or (trt_api is not None and STRONGLY_TYPED in trt_api.precision_modes())
+    engines = [p for p, wanted in (("fp16", fp16 or not int8), ("int8", int8)) if wanted] if trt_api else []
+    # Strongly typed FP16 engines are built from the gated FP16 ONNX, so --trt alone makes and gates it too.
+    fp16 = fp16 or ("fp16" in engines and STRONGLY_TYPED in trt_api.precision_modes("fp16"))
 
     images_found = collect_images(ckpt.spec.class_names, images_dir=images, dataset=ckpt.config.get("data"),
                                   seed=int(ckpt.config.get("seed", 0)), max_images=max_images)
@@ -161,38 +167,66 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     report.results.append(gate.reference_row)
 
     suffix = ".uint8" if input_dtype == "uint8" else ""
-    onnx_path, fp16_path = out / f"model{suffix}.onnx", out / f"model{suffix}.fp16.onnx"
-    if onnx or fp16 or trt_api:
-        echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {onnx_path}")
-        export_onnx(ckpt, onnx_path, input_dtype=input_dtype, probs=probs, opset=opset, model=gate.reference.model)
-        report.results.append(gate.check("onnx", onnx_path))
+    sources = EngineSources(ckpt, out / f"model{suffix}.onnx", out / f"model{suffix}.fp16.onnx", input_dtype, probs)
+    if onnx or fp16 or int8 or trt_api:
+        echo(f"exporting ONNX (opset {opset}, {input_dtype} input) -> {sources.fp32}")
+        export_onnx(ckpt, sources.fp32, input_dtype=input_dtype, probs=probs, opset=opset, model=gate.reference.model)
+        report.results.append(gate.check("onnx", sources.fp32))
     if fp16:
-        echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {fp16_path}")
-        export_fp16(onnx_path, fp16_path)
-        report.results.append(gate.check("onnx-fp16", fp16_path))
+        echo(f"converting to FP16 (LayerNorm, softmax and reductions kept FP32) -> {sources.typed}")
+        export_fp16(sources.fp32, sources.typed)
+        report.results.append(gate.check("onnx-fp16", sources.typed))
+    int8_sources = _int8_files(report, gate, sources, Int8Quantizer(calibration, int8_options), "int8" in engines,
+                               echo) if int8 else None
     if trt_problem:
-        report.errors.append(f"--trt: {trt_problem}")
-        exported = [r.format for r in report.results if r.parity is not None]
-        echo(f"catmood: error: --trt: {trt_problem}"
-             + (f" ({', '.join(exported)} exported and gated)" if exported else " (nothing was exported)"))
-    elif trt_api:
-        try:
-            report.results.append(gated_engine(EngineSources(ckpt, onnx_path, fp16_path, input_dtype, probs),
-                                               out / f"model{suffix}.fp16.engine", gate.check, options=engine,
-                                               api=trt_api, echo=echo))
-        except EngineBuildError as exc:
-            report.errors.append(f"--trt: {exc}")
-            echo(f"catmood: error: --trt: {exc}")
+        _no_engines(report, trt_problem, echo)
+    for precision in engines:
+        _engine(report, int8_sources if precision == "int8" else sources, out / f"model{suffix}.{precision}.engine",
+                gate, engine, trt_api, echo)
     if triton:
         from .triton import write_triton_repository
 
         # The spec from the file's metadata: opening a session here could start a TensorRT engine build.
-        report.triton = write_triton_repository(triton, onnx_path, read_onnx_metadata(onnx_path)[0],
+        report.triton = write_triton_repository(triton, sources.fp32, read_onnx_metadata(sources.fp32)[0],
                                                 outputs=[LOGITS_NAME, PROBS_NAME] if probs else [LOGITS_NAME],
                                                 max_batch=engine.profile[2])
         echo(f"Triton model repository: {report.triton}")
     _write_report(report, echo)
     return report
+
+
+def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSources, quantizer: Int8Quantizer,
+                for_engine: bool, echo) -> EngineSources:
+    """The CPU INT8 file, gated; for an INT8 engine also the symmetric one TensorRT takes, gated. Returns the
+    engine sources for INT8 builds (they quantize an older-opset export with the same calibration)."""
+    cpu, symmetric = (sources.fp32.with_name(sources.fp32.name.replace(".onnx", f".{kind}.onnx"))
+                      for kind in ("int8", "int8-sym"))
+    images = quantizer.images
+    echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
+    quantizer(sources.fp32, cpu)
+    report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
+    if for_engine:
+        echo(f"quantizing with symmetric int8 activations for TensorRT (same calibration) -> {symmetric}")
+        quantizer(sources.fp32, symmetric, symmetric=True)
+        report.results.append(gate.check("onnx-int8-sym", symmetric, notes=quantization_notes(symmetric)))
+    return dataclasses.replace(sources, typed=symmetric, precision="int8",
+                               quantize=functools.partial(quantizer, symmetric=True))
+
+
+def _no_engines(report: ExportReport, problem: str, echo) -> None:
+    report.errors.append(f"--trt: {problem}")
+    exported = [r.format for r in report.results if r.parity is not None]
+    echo(f"catmood: error: --trt: {problem}"
+         + (f" ({', '.join(exported)} exported and gated)" if exported else " (nothing was exported)"))
+
+
+def _engine(report: ExportReport, sources: EngineSources, path: Path, gate: "_Gatekeeper", options: EngineOptions,
+            api, echo) -> None:
+    try:
+        report.results.append(gated_engine(sources, path, gate.check, options=options, api=api, echo=echo))
+    except EngineBuildError as exc:
+        report.errors.append(f"--trt: {exc}")
+        echo(f"catmood: error: --trt: {exc}")
 
 
 class _Gatekeeper:
@@ -210,17 +244,23 @@ class _Gatekeeper:
             row.latency_ms = batch1_latency_ms(self.reference, images.frames[0])
         self.reference_row = row
 
-    def check(self, fmt: str, path: Path) -> FormatResult:
+    def check(self, fmt: str, path: Path, notes: list[str] = ()) -> FormatResult:
         """Gate `path` loaded exactly as `catmood run` loads it, by the precision it really runs in there."""
         classifier = select_classifier(path)
         parity = compare(self.logits, classifier.logits_of_frames(self.images.frames), self.images, self.class_names)
         precision = classifier.precision
-        row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, self.gates[precision],
-                           parity.accuracy, notes=list(classifier.notes))
+        gate = self.gates[precision]
+        row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gate, parity.accuracy,
+                           notes=[*notes, *classifier.notes])
+        drop = parity.accuracy_drop
+        if gate.max_accuracy_drop is not None and drop is None:
+            row.notes.append("accuracy drop not checked: the parity images have no labels (agreement only)")
         if self.latency:
             row.latency_ms = batch1_latency_ms(classifier, self.images.frames[0])
         self.echo(f"{fmt}: max |logit diff| {parity.max_logit_diff:.2e}, agreement {parity.agreement:.2%}, "
-                  f"{len(parity.flips)} flip(s) -> {'PASS' if row.passed else 'FAIL'} ({row.gate.describe()})")
+                  + (f"accuracy {parity.accuracy:.1%} vs PyTorch {parity.reference_accuracy:.1%}, "
+                     if gate.max_accuracy_drop is not None and drop is not None else "")
+                  + f"{len(parity.flips)} flip(s) -> {'PASS' if row.passed else 'FAIL'} ({gate.describe()})")
         return row
 
 

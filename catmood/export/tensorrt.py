@@ -1,4 +1,4 @@
-"""ONNX -> FP16 TensorRT engine, for TensorRT 8.6, 10.x and 11.x, with a sidecar naming what it is bound to.
+"""ONNX -> FP16 or INT8 TensorRT engine, for TensorRT 8.6, 10.x and 11.x, with a sidecar naming what it is bound to.
 
 How FP16 is asked for depends on the release (`backends.tensorrt_api` knows which): 10.x and 11.x build a
 strongly typed network from the FP16 ONNX that passed the parity gate, so the engine computes in the
@@ -7,7 +7,11 @@ fails; 8.6 (JetPack 6.0) uses the FP16 flag on an explicit-batch network from an
 that fails the gate is rebuilt once: strongly typed from an FP16 ONNX with more ops kept in FP32, weakly
 typed with normalisation, softmax, reduce and pooling layers pinned to FP32.
 
-An engine runs only on the TensorRT release and GPU generation it was built for, so `model.fp16.engine.json`
+INT8 is explicit: the engine is built from the gated Q/DQ ONNX with symmetric int8 activations
+(`model.int8-sym.onnx`), strongly typed on 10.x/11.x, with the INT8 (and FP16) builder flags on 8.6 and as
+10.x's fallback; 8.6 gets an opset-17 copy quantized with the same calibration images. No calibrator runs.
+
+An engine runs only on the TensorRT release and GPU generation it was built for, so its sidecar (`.engine.json`)
 records them, the ONNX it was really built from (name, sha256, opset), the precision mode and the profile;
 the runtime refuses an engine whose sidecar does not match the machine.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..backends.tensorrt_api import STRONGLY_TYPED, WEAK_FP16, WEAK_FP16_PINNED, TensorRTApi, tensorrt_api
 from ..backends.tensorrt_backend import current_target
@@ -94,7 +99,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     atomic_write_json(sidecar_path(engine_path), {
         "spec": spec.to_dict(), "tensorrt": trt.__version__, "gpu": target.gpu,
-        "compute_capability": target.compute_capability, "precision": "fp16", "precision_mode": mode,
+        "compute_capability": target.compute_capability,
+        "precision": "int8" if onnx_info.get("precision") == "int8" else "fp16", "precision_mode": mode,
         "fp32_layers_pinned": pinned, "version_compatible": options.version_compatible,
         "hardware_compatible": options.hardware_compatible,
         "profile": {"min": low, "opt": opt, "max": high}, "workspace_gb": options.workspace_gb,
@@ -109,28 +115,34 @@ class EngineSources:
 
     checkpoint: object          # catmood.checkpoint.Checkpoint, for an older-opset export
     fp32: Path                  # the gated FP32 ONNX
-    fp16: Path                  # the gated FP16 ONNX (strongly typed builds)
+    typed: Path                 # the gated ONNX strongly typed builds take precision from (FP16, or Q/DQ INT8)
     input_dtype: str = "float32"
     probs: bool = False
+    precision: str = "fp16"     # of the engine: "fp16" or "int8"
+    quantize: Callable[[Path, Path], Path] | None = None   # INT8: FP32 ONNX -> symmetric Q/DQ ONNX
 
     def for_mode(self, mode: str, api: TensorRTApi, echo=print) -> Path:
         from .onnx import export_onnx
 
         if mode == STRONGLY_TYPED:
-            return self.fp16
+            return self.typed
         opset = read_onnx_metadata(self.fp32)[1].get("opset")
         if api.max_onnx_opset is None or (opset is not None and opset <= api.max_onnx_opset):
-            return self.fp32
+            return self.typed if self.precision == "int8" else self.fp32
         older = self.fp32.with_name(self.fp32.name.replace(".onnx", f".opset{api.max_onnx_opset}.onnx"))
         echo(f"TensorRT {api.trt.__version__} reads ONNX opset <= {api.max_onnx_opset}: exporting {older.name}")
-        return export_onnx(self.checkpoint, older, input_dtype=self.input_dtype, probs=self.probs,
-                           opset=api.max_onnx_opset)
+        older = export_onnx(self.checkpoint, older, input_dtype=self.input_dtype, probs=self.probs,
+                            opset=api.max_onnx_opset)
+        if self.precision == "int8":  # the same calibration images, quantized again on the older graph
+            opset_tag = f".opset{api.max_onnx_opset}.onnx"
+            return self.quantize(older, self.typed.with_name(self.typed.name.replace(".onnx", opset_tag)))
+        return older
 
     def fp16_more_fp32(self) -> Path:
         """The strongly typed retry: an FP16 ONNX with more ops kept in FP32."""
         from .onnx import FP16_KEEP_FP32_SAFE, export_fp16
 
-        return export_fp16(self.fp32, self.fp16.with_name(self.fp16.name.replace(".fp16.", ".fp16-safe.")),
+        return export_fp16(self.fp32, self.typed.with_name(self.typed.name.replace(".fp16.", ".fp16-safe.")),
                            keep_fp32=FP16_KEEP_FP32_SAFE)
 
 
@@ -144,7 +156,7 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
     build fails, and gate it with `check(format, path) -> row`; a failed gate gets one retry."""
     api = api or tensorrt_api()
     target = current_target(api)
-    modes, notes = api.precision_modes(), []
+    modes, notes, fmt = api.precision_modes(sources.precision), [], f"tensorrt-{sources.precision}"
     for i, mode in enumerate(modes):
         try:
             build_engine(sources.for_mode(mode, api, echo), engine_path, mode=mode, options=options, api=api,
@@ -155,7 +167,7 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
             notes.append(f"the {mode} build failed ({str(exc).splitlines()[0]}); built {modes[i + 1]} instead")
             echo(f"TensorRT: {notes[-1]}")
             continue
-        row = check("tensorrt-fp16", engine_path)
+        row = check(fmt, engine_path)
         retry = _retry(mode, api, sources)
         if not row.passed and retry:
             retry_mode, retry_source = retry
@@ -163,7 +175,7 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
             build_engine(retry_source, engine_path, mode=retry_mode, options=options, api=api, target=target,
                          echo=echo)
             first = row.parity
-            row = check("tensorrt-fp16", engine_path)
+            row = check(fmt, engine_path)
             notes.append(f"the first {mode} build failed the gate (agreement {first.agreement:.2%}, max |logit diff| "
                          f"{first.max_logit_diff:.2e}); {RETRY[mode]}")
         row.notes[:0] = notes
@@ -172,6 +184,8 @@ def gated_engine(sources: EngineSources, engine_path: Path, check, *, options: E
 
 
 def _retry(mode: str, api: TensorRTApi, sources: EngineSources):
+    if sources.precision == "int8":  # the Q/DQ nodes fix what runs in INT8: a rebuild would change nothing
+        return None
     if mode == STRONGLY_TYPED:
         return STRONGLY_TYPED, sources.fp16_more_fp32()
     if mode == WEAK_FP16 and api.can_pin_layers:

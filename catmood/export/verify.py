@@ -36,24 +36,16 @@ def collect_images(class_names: tuple[str, ...], *, images_dir: str | os.PathLik
     """Real images for the gate: `images_dir`, else the validation split of `dataset`, else generated."""
     if images_dir is not None:
         root = Path(images_dir)
-        if not root.is_dir():
-            raise CatmoodError(f"{root}: --images folder not found")
-        paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))[:max_images]
-        if not paths:
-            raise CatmoodError(f"{root}: no images found")
+        paths = list_images(root, "--images", max_images)
         known = {name: i for i, name in enumerate(class_names)}
         labels = [known.get(p.parent.name.strip()) for p in paths]
         return _read(paths, [str(p.relative_to(root)) for p in paths],
                      labels if all(label is not None for label in labels) else None, f"images in {root}")
-    if dataset is not None and Path(dataset).is_dir():
-        from ..data.layouts import discover_dataset
-
-        index = discover_dataset(dataset, seed=seed, check_images=False)
-        samples = index.splits.get("valid") or []
-        if samples and tuple(index.class_names) == tuple(class_names):
-            samples = _spread(samples, max_images)
-            return _read([s.path for s in samples], [str(s.path.relative_to(index.root)) for s in samples],
-                         [s.label for s in samples], f"validation split of {index.root}")
+    found = split_samples(dataset, class_names, "valid", seed, max_images)
+    if found:
+        samples, root = found
+        return _read([s.path for s in samples], [str(s.path.relative_to(root)) for s in samples],
+                     [s.label for s in samples], f"validation split of {root}")
     from ..data.synth import DEFAULT_MOODS, render_cat
 
     rng = np.random.default_rng(seed)
@@ -63,7 +55,32 @@ def collect_images(class_names: tuple[str, ...], *, images_dir: str | os.PathLik
                         "generated cat faces (no dataset recorded in the checkpoint or found)")
 
 
-def _spread(samples, limit: int):
+def list_images(root: Path, flag: str, limit: int | None = None) -> list[Path]:
+    """The first `limit` image files under `root`, sorted; one clear line when there is none."""
+    if not root.is_dir():
+        raise CatmoodError(f"{root}: {flag} folder not found")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))[:limit]
+    if not paths:
+        raise CatmoodError(f"{root}: no images found")
+    return paths
+
+
+def split_samples(dataset: str | os.PathLike | None, class_names, split: str, seed: int, limit: int):
+    """(up to `limit` samples of `split`, spread over the classes, dataset root), or None when `dataset` is
+    not there, has no such split or other classes. `seed` splits a dataset without split folders as
+    training did."""
+    if dataset is None or not Path(dataset).is_dir():
+        return None
+    from ..data.layouts import discover_dataset
+
+    index = discover_dataset(dataset, seed=seed, check_images=False)
+    samples = index.splits.get(split) or []
+    if not samples or tuple(index.class_names) != tuple(class_names):
+        return None
+    return spread(samples, limit), index.root
+
+
+def spread(samples, limit: int):
     """Up to `limit` samples, taken evenly so every class is represented."""
     if len(samples) <= limit:
         return list(samples)
@@ -102,9 +119,18 @@ class Parity:
     agreement: float
     flips: list[dict] = field(default_factory=list)
     accuracy: float | None = None
+    reference_accuracy: float | None = None   # PyTorch's, on the same images
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        return None if self.accuracy is None else self.reference_accuracy - self.accuracy
 
     def passes(self, gate: Gate) -> bool:
         if gate.max_logit_diff is not None and not self.max_logit_diff <= gate.max_logit_diff:
+            return False
+        # Unlabelled images cannot show a drop; the gatekeeper notes that the check did not run.
+        drop = self.accuracy_drop
+        if gate.max_accuracy_drop is not None and drop is not None and drop > gate.max_accuracy_drop + 1e-9:
             return False
         return self.agreement >= gate.min_agreement
 
@@ -117,6 +143,9 @@ def compare(reference: np.ndarray, logits: np.ndarray, images: ParityImages, cla
     ref_top, top = reference.argmax(1), logits.argmax(1)
     flips = [dict(image=images.names[i], pytorch=class_names[ref_top[i]], artifact=class_names[top[i]])
              for i in np.flatnonzero(ref_top != top)]
-    accuracy = float((top == np.asarray(images.labels)).mean()) if images.labels is not None else None
+    accuracy = reference_accuracy = None
+    if images.labels is not None:
+        labels = np.asarray(images.labels)
+        accuracy, reference_accuracy = float((top == labels).mean()), float((ref_top == labels).mean())
     return Parity(float(diff.max()), float(diff.mean()), float(prob_diff.max()), float(prob_diff.mean()),
-                  float((ref_top == top).mean()), flips, accuracy)
+                  float((ref_top == top).mean()), flips, accuracy, reference_accuracy)
