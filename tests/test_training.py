@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -83,12 +84,15 @@ def _interrupt_on_validation(monkeypatch, call: int):
     monkeypatch.setattr(steps_module, "classification_metrics", flaky)
 
 
-def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, monkeypatch):
-    straight = train(tiny(shapes_data, tmp_path / "straight", augment="trivialaugment", dropout=0.3), **QUIET)
+@pytest.mark.parametrize("extra", [{}, dict(ema_decay=0.9)], ids=["default", "ema"])
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, monkeypatch, extra):
+    straight = train(tiny(shapes_data, tmp_path / "straight", augment="trivialaugment", dropout=0.3, **extra),
+                     **QUIET)
 
     with monkeypatch.context() as patch:
         _interrupt_on_validation(patch, call=3)
-        broken = train(tiny(shapes_data, tmp_path / "broken", augment="trivialaugment", dropout=0.3), **QUIET)
+        broken = train(tiny(shapes_data, tmp_path / "broken", augment="trivialaugment", dropout=0.3, **extra),
+                       **QUIET)
     assert broken.interrupted and len(broken.history) == 2  # the probe stage and epoch 1
     usable = load_checkpoint(tmp_path / "broken/last.pt")  # Ctrl-C leaves a usable checkpoint
     assert usable.epoch == 1 and model_from_checkpoint(usable)(torch.randn(1, 3, 48, 48)).shape == (1, 3)
@@ -101,6 +105,49 @@ def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, 
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert [h["val_accuracy"] for h in straight.history] == [h["val_accuracy"] for h in resumed.history]
+    best_a = torch.load(tmp_path / "straight/best.pt", weights_only=True)["state_dict"]
+    best_b = torch.load(tmp_path / "broken/best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(best_a[key], best_b[key]) for key in best_a)
+
+
+def test_ema_weights_are_what_is_validated_and_saved_as_best(shapes_data, tmp_path):
+    from catmood.training.evaluate import evaluate_samples
+    from catmood.data.layouts import discover_dataset
+
+    result = train(tiny(shapes_data, tmp_path / "run", ema_decay=0.9, epochs=2, probe_epochs=2), **QUIET)
+    last = load_checkpoint(tmp_path / "run/last.pt")
+    samples = discover_dataset(shapes_data).splits["valid"]
+
+    def valid_loss(state_dict):
+        model = model_from_checkpoint(last)
+        model.load_state_dict(state_dict)
+        _, logits, labels = evaluate_samples(model, samples, last.spec, torch.device("cpu"))
+        return float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+
+    ema = last.training_state["ema"]
+    # The last epoch's validation loss is the EMA's, not the raw weights'.
+    assert valid_loss(ema) == pytest.approx(result.history[-1]["val_loss"], abs=1e-5)
+    assert abs(valid_loss(last.state_dict) - result.history[-1]["val_loss"]) > 1e-4
+    best = load_checkpoint(tmp_path / "run/best.pt")
+    again = evaluate_checkpoint(tmp_path / "run/best.pt", split="valid")
+    assert again["accuracy"] == pytest.approx(result.history[best.epoch]["val_accuracy"])
+
+
+def test_flip_tta_averages_both_views_and_eval_reproduces_it(shapes_data, tmp_path):
+    from catmood.training.evaluate import predict
+
+    model = torch.nn.Conv2d(3, 2, 3).eval()
+    head = torch.nn.Sequential(model, torch.nn.Flatten(1), torch.nn.LazyLinear(3)).eval()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    head(x)
+    logits, _ = predict(head, [(x, y)], torch.device("cpu"), tta=True)
+    with torch.no_grad():
+        expected = (head(x) + head(torch.flip(x, dims=(3,)))) / 2
+    assert np.allclose(logits, expected.numpy(), atol=1e-6)
+    result = train(tiny(shapes_data, tmp_path / "run", tta=True, epochs=1), **QUIET)
+    assert result.final["test"]["tta"] == "flip"
+    again = evaluate_checkpoint(tmp_path / "run/best.pt", split="test")
+    assert again["tta"] == "flip" and again["confusion_matrix"] == result.final["test"]["confusion_matrix"]
 
 
 def test_ctrl_c_in_the_first_epoch_still_leaves_a_checkpoint(shapes_data, tmp_path, monkeypatch):
