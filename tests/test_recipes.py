@@ -120,3 +120,18 @@ def test_auto_augmentation_is_light_for_greyscale_or_small_images(tmp_path, kind
         samples.append(Sample(tmp_path / f"{i}.png", 0))
     spec = ModelSpec(architecture="timm:test_resnet", class_names=("a", "b"), input_size=224, resize_size=256)
     assert choose_augment(samples, spec)[0] == expected
+
+
+def test_checkpoints_resume_with_the_settings_they_trained_with():
+    from catmood.training.config import config_of_checkpoint
+
+    today = resolve_config(None, None, dict(data="d", lr=2e-5))
+    assert config_of_checkpoint(today.to_dict()) == today
+    # A run saved before LP-FT existed lacks its settings: it trained plainly, and resumes so.
+    before = {k: v for k, v in today.to_dict().items()
+              if k not in ("probe_epochs", "probe_lr", "head_lr_scale", "first_layer_lr_scale", "freeze_bn_stats",
+                           "weight_decay_all", "ema_decay", "tta")}
+    old = config_of_checkpoint(before)
+    assert (old.probe_epochs, old.head_lr_scale, old.first_layer_lr_scale, old.freeze_bn_stats,
+            old.weight_decay_all, old.ema_decay, old.tta) == (0, 1.0, 1.0, False, True, 0.0, False)
+    assert old.lr == 2e-5 and old.warmup_epochs == today.warmup_epochs  # what it saved is kept

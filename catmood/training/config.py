@@ -137,6 +137,12 @@ RECIPES: dict[str, dict[str, Any]] = {
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
+def config_of_checkpoint(saved: Mapping[str, Any]) -> TrainConfig:
+    """The config a checkpoint was trained with. Settings it lacks are newer than it: they take the values
+    that reproduce how it trained (plain fine-tuning, as catmood did before LP-FT), not today's defaults."""
+    return TrainConfig(**{**TrainConfig().to_dict(), **_PLAIN_FINETUNE, **saved})
+
+
 def _coerce(name: str, value: Any) -> Any:
     """YAML and flags give strings, ints for floats etc.: bring them to the field's type."""
     if value is None:

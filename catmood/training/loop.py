@@ -18,7 +18,7 @@ from typing import Callable
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json
-from .config import TrainConfig
+from .config import TrainConfig, config_of_checkpoint
 from .distributed import all_reduce_sum, barrier, broadcast, shut_down
 from .final import final_evaluation
 from .plots import plot_curves
@@ -50,7 +50,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, progr
         if ckpt.training_state is None:
             raise CatmoodError(f"{ckpt.path}: holds no training state to resume from (resume from last.pt of a "
                                "run that finished at least one epoch)")
-        config = TrainConfig(**{**TrainConfig().to_dict(), **ckpt.config})
+        config = config_of_checkpoint(ckpt.config)
     run = setup_run(config, ckpt, progress, echo)
     config = run.config
     fit = prepare_fit(run)
