@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from fashion_mnist_data import CLASSES, PER_CLASS, write_dataset  # noqa: E402
 
+from catmood.checkpoint import load_checkpoint  # noqa: E402
 from catmood.data.layouts import discover_dataset  # noqa: E402
 from catmood.training.config import resolve_config  # noqa: E402
 from catmood.training.evaluate import classification_metrics  # noqa: E402
@@ -91,16 +92,22 @@ def pixel_logreg(data: Path) -> dict:
                 seconds=time.perf_counter() - started)
 
 
-def run_recipe(name: str, data: Path, out: Path) -> dict:
+def result_key(name: str, input_size: int | None) -> str:
+    return name if input_size is None else f"{name} @{input_size}px"
+
+
+def run_recipe(name: str, data: Path, out: Path, input_size: int | None = None) -> dict:
     recipe, overrides, _ = RUNS[name]
-    config = resolve_config(recipe, None, dict(data=str(data), out=str(out / name.replace(" ", "_")), model=MODEL,
+    folder = out / result_key(name, input_size).replace(" ", "_")
+    config = resolve_config(recipe, None, dict(data=str(data), out=str(folder), model=MODEL, input_size=input_size,
                                                **overrides))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = train(config, progress=True, echo=print)
     seconds = time.perf_counter() - started
     probe = next((h for h in result.history if h.get("stage") == "probe" and h["epoch"] == 0), None)
-    return dict(recipe=recipe, overrides=overrides, test=result.final["test"], valid=result.final["valid"],
+    return dict(recipe=recipe, overrides=overrides, input_size=load_checkpoint(result.best_path).spec.input_size,
+                test=result.final["test"], valid=result.final["valid"],
                 best_epoch=result.best_epoch, epochs=config.epochs, seconds=seconds,
                 load_avg=[round(load_before, 2), round(os.getloadavg()[0], 2)],
                 probe_val_accuracy=probe["val_accuracy"] if probe else None,
@@ -116,10 +123,13 @@ def table(results: dict) -> str:
     """The results as a markdown table, in RUNS order."""
     lines = ["| run | test accuracy (95% CI) | test macro-F1 | valid accuracy | epoch chosen | wall time | "
              "load avg before/after | what |", "|---|---|---|---|---|---|---|---|"]
-    for name in ["pixels-logreg", *RUNS]:
-        if name not in results:
+    sizes = sorted({int(k.rpartition("@")[2][:-2]) for k in results if "@" in k}, reverse=True)
+    keys = [result_key(n, size) for size in [None, *sizes] for n in ["pixels-logreg", *RUNS]]
+    for key in keys:
+        if key not in results:
             continue
-        r, what = results[name], "logistic regression on raw pixels" if name == "pixels-logreg" else RUNS[name][2]
+        name = key.partition(" @")[0]
+        r, what = results[key], "logistic regression on raw pixels" if name == "pixels-logreg" else RUNS[name][2]
         t = r["test"]
         if r.get("best_epoch") is None:
             chosen = "-"
@@ -129,7 +139,7 @@ def table(results: dict) -> str:
             chosen = f"{r['best_epoch']} of {r['epochs']}"
         valid = r["valid"]["accuracy"] if "valid" in r else r["valid_accuracy"]
         load = f"{r['load_avg'][0]:.1f} / {r['load_avg'][1]:.1f}" if "load_avg" in r else "-"
-        lines.append(f"| {name} | **{t['accuracy']:.1%}** ({t['accuracy_ci95'][0]:.1%}-{t['accuracy_ci95'][1]:.1%}) "
+        lines.append(f"| {key} | **{t['accuracy']:.1%}** ({t['accuracy_ci95'][0]:.1%}-{t['accuracy_ci95'][1]:.1%}) "
                      f"| {t['macro_f1']:.3f} | {valid:.1%} | {chosen} | {_duration(r['seconds'])} | {load} | {what} |")
     return "\n".join(lines)
 
@@ -141,6 +151,8 @@ def main() -> None:
                                             "ablations): pixels-logreg " + " ".join(f"'{r}'" for r in RUNS))
     parser.add_argument("--out", type=Path, default=Path("/tmp/catmood-quality"), help="data and run folders")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--input-size", type=int, help="train and evaluate at this input size instead of the "
+                                                        "backbone's own (results keyed 'RUN @Npx')")
     args = parser.parse_args()
     names = ["pixels-logreg", *RUNS] if "all" in args.runs else args.runs
     data = args.out / "data"
@@ -152,7 +164,8 @@ def main() -> None:
     results = saved.get("results", {})
     for i, name in enumerate(names, 1):
         print(f"\n=== [{i}/{len(names)}] {name} ===", flush=True)
-        results[name] = pixel_logreg(data) if name == "pixels-logreg" else run_recipe(name, data, args.out / "runs")
+        results[result_key(name, args.input_size)] = pixel_logreg(data) if name == "pixels-logreg" \
+            else run_recipe(name, data, args.out / "runs", args.input_size)
         env = dict(python=platform.python_version(), torch=torch.__version__, cpu_cores=os.cpu_count(),
                    machine=platform.machine(), threads=torch.get_num_threads())
         args.results.mkdir(parents=True, exist_ok=True)
