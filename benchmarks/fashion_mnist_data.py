@@ -31,24 +31,29 @@ def read_t10k(source: Path = SOURCE) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chosen_images(seed: int = 0, source: Path = SOURCE) -> dict[str, list[tuple[np.ndarray, str]]]:
-    """split -> [(image, class name)], a seeded draw of PER_CLASS images per class, no image twice."""
+    """split -> [(image, class name)], a seeded draw of PER_CLASS images per class, no image twice; "rest":
+    the t10k images of the same classes left over (760 per class), for a tighter held-out estimate."""
     x, y = read_t10k(source)
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[tuple[np.ndarray, str]]] = {s: [] for s in PER_CLASS}
+    splits: dict[str, list[tuple[np.ndarray, str]]] = {s: [] for s in (*PER_CLASS, "rest")}
     for label, name in CLASSES.items():
         order = rng.permutation(np.flatnonzero(y == label))
         start = 0
         for split, n in PER_CLASS.items():
             splits[split] += [(x[i], name) for i in order[start:start + n]]
             start += n
+        splits["rest"] += [(x[i], name) for i in order[start:]]
     return splits
 
 
-def write_dataset(out: Path, seed: int = 0, source: Path = SOURCE) -> Path:
-    """The Roboflow CSV layout: out/{train,valid,test}/ with JPEGs and a one-hot _classes.csv each."""
+def write_dataset(out: Path, seed: int = 0, source: Path = SOURCE, only: tuple[str, ...] | None = None) -> Path:
+    """The Roboflow CSV layout: out/{train,valid,test}/ with JPEGs and a one-hot _classes.csv each; the
+    left-over images alike in out.parent/rest/ (not part of the dataset: catmood never sees them in training)."""
     names = sorted(CLASSES.values())
     for split, items in chosen_images(seed, source).items():
-        folder = out / split
+        if only is not None and split not in only:
+            continue
+        folder = out / split if split != "rest" else out.parent / "rest"
         folder.mkdir(parents=True, exist_ok=True)
         lines = ["filename, " + ", ".join(names)]  # Roboflow writes a space before each class name
         for i, (image, name) in enumerate(items):
@@ -58,3 +63,12 @@ def write_dataset(out: Path, seed: int = 0, source: Path = SOURCE) -> Path:
             lines.append(",".join([filename] + ["1" if n == name else "0" for n in names]))
         (folder / "_classes.csv").write_text("\n".join(lines) + "\n")
     return out
+
+
+def rest_samples(data: Path, class_names) -> list:
+    """catmood Samples of the left-over images next to `data`, labelled in `class_names` order."""
+    from catmood.data.layouts import Sample
+
+    folder = data.parent / "rest"
+    return [Sample(path, class_names.index(path.stem.rpartition("_")[2]))
+            for path in sorted(folder.glob("rest_*.jpg"))]
