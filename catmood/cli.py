@@ -89,6 +89,8 @@ def _add_train(sub) -> None:
                              ("--probe-epochs", int, "epochs of the head alone on cached features before "
                                                      "fine-tuning (0: none)"),
                              ("--probe-lr", float, "learning rate of that probe stage"),
+                             ("--probe-margin", float, "fine-tuning replaces the probe only when better on "
+                                                       "validation by this much"),
                              ("--head-lr-scale", float, "head lr / backbone lr while fine-tuning"),
                              ("--first-layer-lr-scale", float, "the backbone's first layer learns at lr x this "
                                                                "(layer-wise decay; 1: off)"),
@@ -126,8 +128,8 @@ def _add_train(sub) -> None:
 TRAIN_KEYS = ("data", "recipe", "model", "out", "weights", "pretrained", "cache_dir", "epochs", "batch_size", "lr",
               "weight_decay", "dropout", "label_smoothing", "grad_clip", "warmup_epochs", "input_size",
               "early_stopping", "seed", "workers", "eval_batch_size", "optimizer", "scheduler", "augment", "select",
-              "class_weighted", "amp", "device", "skip_bad", "probe_epochs", "probe_lr", "head_lr_scale",
-              "first_layer_lr_scale", "ema_decay", "freeze_bn_stats", "weight_decay_all", "tta")
+              "class_weighted", "amp", "device", "skip_bad", "probe_epochs", "probe_lr", "probe_margin",
+              "head_lr_scale", "first_layer_lr_scale", "ema_decay", "freeze_bn_stats", "weight_decay_all", "tta")
 
 
 def _cmd_train(args) -> int:

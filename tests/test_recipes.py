@@ -55,7 +55,9 @@ def test_the_default_recipe_probes_first_and_keeps_the_better_model(tints_data, 
     assert probe["stage"] == "probe" and probe["epoch"] == 0 and len(tuned) == config.epochs
     # The probe stage trained the head: well above chance (1/3) on validation before any backbone weight moved.
     assert probe["val_accuracy"] >= 0.6
-    best = max(result.history, key=lambda h: h["val_macro_f1"])
+    # Fine-tuning replaces the probe only when better on validation by probe_margin.
+    winners = [h for h in tuned if h["val_macro_f1"] > probe["val_macro_f1"] + config.probe_margin]
+    best = max(winners, key=lambda h: h["val_macro_f1"]) if winners else probe
     assert result.best_epoch == best["epoch"]
     final = result.final["valid"]
     assert final["macro_f1"] == pytest.approx(best["val_macro_f1"])  # best.pt is what validation chose
@@ -129,8 +131,8 @@ def test_checkpoints_resume_with_the_settings_they_trained_with():
     assert config_of_checkpoint(today.to_dict()) == today
     # A run saved before LP-FT existed lacks its settings: it trained plainly, and resumes so.
     before = {k: v for k, v in today.to_dict().items()
-              if k not in ("probe_epochs", "probe_lr", "head_lr_scale", "first_layer_lr_scale", "freeze_bn_stats",
-                           "weight_decay_all", "ema_decay", "tta")}
+              if k not in ("probe_epochs", "probe_lr", "probe_margin", "head_lr_scale", "first_layer_lr_scale",
+                           "freeze_bn_stats", "weight_decay_all", "ema_decay", "tta")}
     old = config_of_checkpoint(before)
     assert (old.probe_epochs, old.head_lr_scale, old.first_layer_lr_scale, old.freeze_bn_stats,
             old.weight_decay_all, old.ema_decay, old.tta) == (0, 1.0, 1.0, False, True, 0.0, False)

@@ -148,7 +148,10 @@ def _record(run: Run, fit: Fit, row: dict, val: dict, label: str, unit: str) -> 
     """Add an epoch to the history; say it; save last.pt, best.pt when it improved, and metrics.json."""
     config = run.config
     fit.history.append(row)
-    improved = val[config.select] > fit.best_score
+    # While the probe stage is the best, fine-tuning must beat it by probe_margin: on validation sets of a
+    # few hundred images smaller gains are noise, and the probe leaves the ImageNet features untouched.
+    margin = config.probe_margin if fit.best_epoch == 0 and config.probe_epochs else 0.0
+    improved = val[config.select] > fit.best_score + margin
     if improved:
         fit.best_score, fit.best_epoch, fit.bad_epochs = val[config.select], row["epoch"], 0
     else:
