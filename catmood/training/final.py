@@ -55,8 +55,8 @@ def final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: l
     say("")
     say(format_table(["split", "images", "accuracy", "95% CI", "macro-F1"], rows))
     if best.epoch == 0 and config.probe_epochs:
-        say(f"best: the probe stage (epoch 0) by {config.select}: no fine-tuning epoch beat it on validation, "
-            "so best.pt is the probe (backbone unchanged)")
+        say(f"best: the probe stage (epoch 0): no fine-tuning epoch beat its validation {config.select} by "
+            f"{config.probe_margin:g} (--probe-margin), so best.pt is the probe (backbone unchanged)")
     else:
         say(f"best epoch {best.epoch} by {config.select}")
     say(f"outputs in {run_dir}: best.pt last.pt config.yaml metrics.json curves.png confusion_matrix.png "
