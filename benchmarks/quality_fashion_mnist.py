@@ -46,6 +46,8 @@ RUNS: dict[str, tuple[str, dict, str]] = {
     "edge": ("edge", dict(epochs=8), "the edge recipe, 8 epochs as in issue 11 (its 30 would take ~40 min)"),
     "seed-convnext-large": ("seed-convnext-large", dict(epochs=8),
                             "the seed's settings on lite0, 8 epochs (its 30 would take over 40 min)"),
+    "finetune -margin": ("finetune", dict(probe_margin=0.0), "ablation: the best validation epoch wins, however "
+                                                             "small its lead over the probe"),
     "finetune -probe": ("finetune", dict(probe_epochs=0), "ablation: no probe stage (head from random init)"),
     "finetune -bn-frozen": ("finetune", dict(freeze_bn_stats=False), "ablation: BatchNorm statistics re-estimated"),
     "finetune -llrd": ("finetune", dict(first_layer_lr_scale=1.0), "ablation: no layer-wise lr decay"),
@@ -185,7 +187,7 @@ def main() -> None:
                                             "ablations): pixels-logreg " + " ".join(f"'{r}'" for r in RUNS))
     parser.add_argument("--out", type=Path, default=Path("/tmp/catmood-quality"), help="data and run folders")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--rest", action="store_true", help="only evaluate finished runs that lack it on the "
+    parser.add_argument("--rest", action="store_true", help="first evaluate finished runs that lack it on the "
                                                              "left-over t10k images")
     parser.add_argument("--input-size", type=int, help="train and evaluate at this input size instead of the "
                                                         "backbone's own (results keyed 'RUN @Npx')")
@@ -202,7 +204,6 @@ def main() -> None:
     saved = json.loads(json_path.read_text()) if json_path.is_file() else {}
     results = saved.get("results", {})
     if args.rest:
-        names = []
         for key, r in results.items():
             best = args.out / "runs" / key.replace(" ", "_") / "best.pt"
             if "rest" not in r and best.is_file():
