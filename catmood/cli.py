@@ -71,11 +71,13 @@ def _cmd_synth(args) -> int:
 
 
 def _add_train(sub) -> None:
+    from .training.config import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULERS, SELECT_METRICS
+
     train = sub.add_parser("train", help="train a classifier on a dataset (transfer learning)",
                            description="Recipe preset, then --config YAML, then these flags; the resolved "
                                        "config is saved in the run folder.")
     train.add_argument("--data", help="dataset folder (any layout `catmood data inspect` reads)")
-    train.add_argument("--recipe", help="finetune (default), linear-probe or edge")
+    train.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default {next(iter(RECIPES))})")
     train.add_argument("--config", type=Path, metavar="YAML", help="settings file (keys as the flags, with _)")
     train.add_argument("--model", help="timm or torchvision architecture, e.g. resnet18, convnext_large, "
                                        "tf_efficientnet_lite0, vit_b_16")
@@ -91,15 +93,28 @@ def _add_train(sub) -> None:
                              ("--label-smoothing", float, "label smoothing"),
                              ("--grad-clip", float, "max gradient norm (0: off)"),
                              ("--warmup-epochs", int, "linear warm-up epochs"),
+                             ("--probe-epochs", int, "epochs of the head alone on cached features before "
+                                                     "fine-tuning (0: none)"),
+                             ("--probe-lr", float, "learning rate of that probe stage"),
+                             ("--probe-margin", float, "fine-tuning replaces the probe only when better on "
+                                                       "validation by this much"),
+                             ("--head-lr-scale", float, "head lr / backbone lr while fine-tuning"),
+                             ("--first-layer-lr-scale", float, "the backbone's first layer learns at lr x this "
+                                                               "(layer-wise decay; 1: off)"),
+                             ("--ema-decay", float, "moving average of the weights, evaluated (0: off)"),
                              ("--input-size", int, "input side in pixels (default: the backbone's)"),
                              ("--early-stopping", int, "stop after N epochs without improvement (0: never)"),
                              ("--seed", int, "random seed"), ("--workers", int, "data loader workers"),
                              ("--eval-batch-size", int, "batch size for validation and feature caching")):
         train.add_argument(flag, type=kind, help=text)
-    train.add_argument("--optimizer", choices=("adamw", "adam", "sgd"))
-    train.add_argument("--scheduler", choices=("cosine", "none"))
-    train.add_argument("--augment", choices=("trivialaugment", "flip-rotate", "none"))
-    train.add_argument("--select", choices=("macro_f1", "accuracy"), help="metric that picks the best epoch")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--scheduler", choices=SCHEDULERS)
+    train.add_argument("--augment", choices=AUGMENTS, help="auto: light for greyscale or small images")
+    train.add_argument("--select", choices=SELECT_METRICS, help="metric that picks the best epoch")
+    for flag, key, text in (("--freeze-bn-stats", "freeze_bn_stats", "BatchNorm keeps its ImageNet statistics"),
+                            ("--weight-decay-all", "weight_decay_all", "weight decay on norms and biases too"),
+                            ("--tta", "tta", "evaluate on each image and its mirror image")):
+        train.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, help=text)
     train.add_argument("--class-weighted", action="store_const", const=True, help="weight the loss by inverse class frequency")
     train.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on CUDA")
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
@@ -120,7 +135,8 @@ def _add_train(sub) -> None:
 TRAIN_KEYS = ("data", "recipe", "model", "out", "weights", "pretrained", "cache_dir", "epochs", "batch_size", "lr",
               "weight_decay", "dropout", "label_smoothing", "grad_clip", "warmup_epochs", "input_size",
               "early_stopping", "seed", "workers", "eval_batch_size", "optimizer", "scheduler", "augment", "select",
-              "class_weighted", "amp", "device", "skip_bad")
+              "class_weighted", "amp", "device", "skip_bad", "probe_epochs", "probe_lr", "probe_margin",
+              "head_lr_scale", "first_layer_lr_scale", "ema_decay", "freeze_bn_stats", "weight_decay_all", "tta")
 
 
 def _cmd_train(args) -> int:

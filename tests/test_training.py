@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from catmood.checkpoint import load_checkpoint, model_from_checkpoint
 from catmood.errors import CatmoodError
-from catmood.training import loop as loop_module
+from catmood.training import steps as steps_module
 from catmood.training.config import RECIPES, TrainConfig, resolve_config
 from catmood.training.evaluate import classification_metrics, evaluate_checkpoint, wilson_interval
 from catmood.training.loop import train
@@ -31,12 +32,13 @@ def tiny(data, out, **changes):
 def test_a_tiny_model_learns_and_writes_every_output(shapes_data, tmp_path):
     result = train(tiny(shapes_data, tmp_path / "run", epochs=6), **QUIET)
     assert result.final["test"]["accuracy"] >= 0.6           # 3 classes: chance is 0.33
-    assert result.history[-1]["train_accuracy"] > result.history[0]["train_accuracy"]
+    assert [h["stage"] for h in result.history] == ["probe"] + ["finetune"] * 6
+    assert result.history[-1]["train_accuracy"] > result.history[1]["train_accuracy"]
     for name in ("best.pt", "last.pt", "config.yaml", "metrics.json", "curves.png", "confusion_matrix.png",
                  "predictions.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0, name
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert len(metrics["history"]) == 6 and metrics["best_epoch"] == result.best_epoch
+    assert len(metrics["history"]) == 7 and metrics["best_epoch"] == result.best_epoch
     assert set(metrics["final"]) == {"valid", "test"}
     assert "choose the best epoch" in metrics["final"]["valid"]["note"]
     assert metrics["final"]["test"]["class_names"] == ["circle", "square", "stripes"]
@@ -68,8 +70,9 @@ def test_checkpoint_is_plain_data_and_round_trips(shapes_data, tmp_path):
 
 
 def _interrupt_on_validation(monkeypatch, call: int):
-    """Raise KeyboardInterrupt on the `call`-th validation: mid-run, after that epoch's training."""
-    real = loop_module.classification_metrics
+    """Raise KeyboardInterrupt on the `call`-th validation (the first validates the probe stage): mid-run,
+    after that epoch's training."""
+    real = steps_module.classification_metrics
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -78,27 +81,73 @@ def _interrupt_on_validation(monkeypatch, call: int):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "classification_metrics", flaky)
+    monkeypatch.setattr(steps_module, "classification_metrics", flaky)
 
 
-def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, monkeypatch):
-    straight = train(tiny(shapes_data, tmp_path / "straight", augment="trivialaugment", dropout=0.3), **QUIET)
+@pytest.mark.parametrize("extra", [{}, dict(ema_decay=0.9)], ids=["default", "ema"])
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, monkeypatch, extra):
+    straight = train(tiny(shapes_data, tmp_path / "straight", augment="trivialaugment", dropout=0.3, **extra),
+                     **QUIET)
 
     with monkeypatch.context() as patch:
-        _interrupt_on_validation(patch, call=2)
-        broken = train(tiny(shapes_data, tmp_path / "broken", augment="trivialaugment", dropout=0.3), **QUIET)
-    assert broken.interrupted and len(broken.history) == 1
+        _interrupt_on_validation(patch, call=3)
+        broken = train(tiny(shapes_data, tmp_path / "broken", augment="trivialaugment", dropout=0.3, **extra),
+                       **QUIET)
+    assert broken.interrupted and len(broken.history) == 2  # the probe stage and epoch 1
     usable = load_checkpoint(tmp_path / "broken/last.pt")  # Ctrl-C leaves a usable checkpoint
     assert usable.epoch == 1 and model_from_checkpoint(usable)(torch.randn(1, 3, 48, 48)).shape == (1, 3)
 
     resumed = train(None, resume=tmp_path / "broken", **QUIET)
-    assert len(resumed.history) == 3 and not resumed.interrupted
+    assert len(resumed.history) == 4 and not resumed.interrupted
     a = torch.load(tmp_path / "straight/last.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "broken/last.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert [h["val_accuracy"] for h in straight.history] == [h["val_accuracy"] for h in resumed.history]
+    best_a = torch.load(tmp_path / "straight/best.pt", weights_only=True)["state_dict"]
+    best_b = torch.load(tmp_path / "broken/best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(best_a[key], best_b[key]) for key in best_a)
+
+
+def test_ema_weights_are_what_is_validated_and_saved_as_best(shapes_data, tmp_path):
+    from catmood.training.evaluate import evaluate_samples
+    from catmood.data.layouts import discover_dataset
+
+    result = train(tiny(shapes_data, tmp_path / "run", ema_decay=0.9, epochs=2, probe_epochs=2), **QUIET)
+    last = load_checkpoint(tmp_path / "run/last.pt")
+    samples = discover_dataset(shapes_data).splits["valid"]
+
+    def valid_loss(state_dict):
+        model = model_from_checkpoint(last)
+        model.load_state_dict(state_dict)
+        _, logits, labels = evaluate_samples(model, samples, last.spec, torch.device("cpu"))
+        return float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+
+    ema = last.training_state["ema"]
+    # The last epoch's validation loss is the EMA's, not the raw weights'.
+    assert valid_loss(ema) == pytest.approx(result.history[-1]["val_loss"], abs=1e-5)
+    assert abs(valid_loss(last.state_dict) - result.history[-1]["val_loss"]) > 1e-4
+    best = load_checkpoint(tmp_path / "run/best.pt")
+    again = evaluate_checkpoint(tmp_path / "run/best.pt", split="valid")
+    assert again["accuracy"] == pytest.approx(result.history[best.epoch]["val_accuracy"])
+
+
+def test_flip_tta_averages_both_views_and_eval_reproduces_it(shapes_data, tmp_path):
+    from catmood.training.evaluate import predict
+
+    model = torch.nn.Conv2d(3, 2, 3).eval()
+    head = torch.nn.Sequential(model, torch.nn.Flatten(1), torch.nn.LazyLinear(3)).eval()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    head(x)
+    logits, _ = predict(head, [(x, y)], torch.device("cpu"), tta=True)
+    with torch.no_grad():
+        expected = (head(x) + head(torch.flip(x, dims=(3,)))) / 2
+    assert np.allclose(logits, expected.numpy(), atol=1e-6)
+    result = train(tiny(shapes_data, tmp_path / "run", tta=True, epochs=1), **QUIET)
+    assert result.final["test"]["tta"] == "flip"
+    again = evaluate_checkpoint(tmp_path / "run/best.pt", split="test")
+    assert again["tta"] == "flip" and again["confusion_matrix"] == result.final["test"]["confusion_matrix"]
 
 
 def test_ctrl_c_in_the_first_epoch_still_leaves_a_checkpoint(shapes_data, tmp_path, monkeypatch):
@@ -112,7 +161,8 @@ def test_ctrl_c_in_the_first_epoch_still_leaves_a_checkpoint(shapes_data, tmp_pa
 
 
 def test_cached_feature_probe_matches_uncached(shapes_data, tmp_path):
-    common = dict(freeze_backbone=True, optimizer="adam", lr=1e-2, dropout=0.25, epochs=2, scheduler="none")
+    common = dict(freeze_backbone=True, probe_epochs=0, optimizer="adam", lr=1e-2, dropout=0.25, epochs=2,
+                  scheduler="none")
     cached = train(tiny(shapes_data, tmp_path / "cached", cache_features=True, **common), **QUIET)
     plain = train(tiny(shapes_data, tmp_path / "plain", cache_features=False, **common), **QUIET)
     a = torch.load(tmp_path / "cached/last.pt", weights_only=True)["state_dict"]
@@ -156,7 +206,7 @@ def test_ddp_with_two_gloo_processes(shapes_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epoch 2/2:") == 1  # rank 0 speaks, rank 1 trains silently
     metrics = json.loads((tmp_path / "ddp/metrics.json").read_text())
-    assert len(metrics["history"]) == 2 and metrics["final"]["test"]["n"] == 24
+    assert len(metrics["history"]) == 3 and metrics["final"]["test"]["n"] == 24  # the probe stage, 2 epochs
     # Both ranks' samples are counted: 72 training images per epoch in all.
     assert load_checkpoint(tmp_path / "ddp/best.pt").spec.num_classes == 3
 
@@ -166,13 +216,16 @@ def test_config_precedence_recipe_then_yaml_then_flags(tmp_path):
     config = resolve_config("linear-probe", tmp_path / "c.yaml", dict(lr=0.5, data="d"))
     assert config.recipe == "linear-probe" and config.freeze_backbone and config.cache_features
     assert config.epochs == 7 and config.batch_size == 4 and config.lr == 0.5
-    finetune = resolve_config(None, None, {})
-    assert (finetune.model, finetune.optimizer, finetune.lr, finetune.weight_decay, finetune.label_smoothing,
-            finetune.grad_clip, finetune.dropout, finetune.epochs, finetune.batch_size, finetune.augment,
-            finetune.scheduler) == ("convnext_large", "adamw", 1e-5, 1e-4, 0.1, 1.0, 0.5, 30, 8,
-                                    "trivialaugment", "cosine")
+    seed = resolve_config("seed-convnext-large", None, {})  # the published ConvNeXt-L recipe, exactly
+    assert (seed.model, seed.optimizer, seed.lr, seed.weight_decay, seed.weight_decay_all, seed.label_smoothing,
+            seed.grad_clip, seed.dropout, seed.epochs, seed.batch_size, seed.augment, seed.scheduler,
+            seed.warmup_epochs, seed.probe_epochs, seed.head_lr_scale, seed.first_layer_lr_scale,
+            seed.freeze_bn_stats, seed.ema_decay) == ("convnext_large", "adamw", 1e-5, 1e-4, True, 0.1, 1.0, 0.5,
+                                                      30, 8, "trivialaugment", "cosine", 0, 0, 1.0, 1.0, False, 0.0)
+    default = resolve_config(None, None, {})
+    assert default.recipe == "finetune" and default.probe_epochs > 0 and default.epochs <= 8
     assert resolve_config("edge", None, {}).model == "tf_efficientnet_lite0"
-    assert set(RECIPES) == {"finetune", "linear-probe", "edge"}
+    assert set(RECIPES) == {"finetune", "seed-convnext-large", "linear-probe", "edge"}
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -182,6 +235,10 @@ def test_config_precedence_recipe_then_yaml_then_flags(tmp_path):
     (dict(overrides=dict(optimizer="lion")), "optimizer must be one of"),
     (dict(overrides=dict(epochs="many")), "epochs must be int"),
     (dict(overrides=dict(cache_features=True)), "cache_features needs freeze_backbone"),
+    (dict(overrides=dict(freeze_backbone=True)), "probe_epochs needs a backbone that fine-tunes"),
+    (dict(recipe="linear-probe", overrides=dict(tta=True)), "tta needs images at validation"),
+    (dict(overrides=dict(first_layer_lr_scale=0)), "first_layer_lr_scale must be in"),
+    (dict(overrides=dict(ema_decay=1.0)), "ema_decay must be in"),
 ])
 def test_bad_settings_are_one_clear_line(kwargs, words):
     with pytest.raises(CatmoodError, match=words):
@@ -261,7 +318,7 @@ from catmood.training.loop import train
 
 real = torch_dataset.ImageDataset.__getitem__
 def getitem(self, index):
-    # In a worker, once epoch 1 is saved: Ctrl-C as a terminal sends it, to the whole process group, once.
+    # In a worker, once the probe stage is saved: Ctrl-C as a terminal sends it, to the whole process group, once.
     if os.getpid() != PARENT and os.path.exists(os.path.join(sys.argv[2], "last.pt")):
         try:
             os.close(os.open(os.path.join(sys.argv[2], "fired"), os.O_CREAT | os.O_EXCL))
@@ -290,4 +347,4 @@ def test_real_ctrl_c_with_loader_workers_stops_cleanly(shapes_data, tmp_path):
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "INTERRUPTED" in result.stdout and "continue with `catmood train --resume" in result.stdout
     last = load_checkpoint(tmp_path / "run/last.pt")
-    assert last.epoch == 1 and last.training_state is not None  # resumable from the end of epoch 1
+    assert last.epoch == 0 and last.training_state is not None  # resumable from the end of the probe stage

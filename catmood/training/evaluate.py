@@ -51,14 +51,18 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None) -> tuple[np.ndarray, np.ndarray]:
-    """(logits float32 N x K, labels N) over a loader of (images or features, labels)."""
+def predict(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None,
+            tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(logits float32 N x K, labels N) over a loader of (images or features, labels). With `tta`, images
+    are also seen mirrored left-right and the two logits averaged."""
     model.eval()
     logits, labels = [], []
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(x)
+            if tta and x.dim() == 4:
+                out = (out + model(torch.flip(x, dims=(3,)))) / 2
         logits.append(out.float().cpu())
         labels.append(y)
     if not logits:
@@ -67,15 +71,18 @@ def predict(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None
 
 
 def evaluate_samples(model: torch.nn.Module, samples, spec, device: torch.device, *, batch_size: int = 32,
-                     workers: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
+                     workers: int = 0, tta: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, logits, labels) of `model` on dataset samples through the evaluation transform, in FP32:
     the one evaluation that training's final report, `catmood eval` and the export reference all share."""
     from ..data.torch_dataset import ImageDataset, make_loader
     from ..data.transforms import EvalTransform
 
     loader = make_loader(ImageDataset(samples, EvalTransform(spec)), batch_size, workers)
-    logits, labels = predict(model, loader, device)
-    return classification_metrics(labels, logits.argmax(1), spec.class_names), logits, labels
+    logits, labels = predict(model, loader, device, tta=tta)
+    metrics = classification_metrics(labels, logits.argmax(1), spec.class_names)
+    if tta:
+        metrics["tta"] = "flip"
+    return metrics, logits, labels
 
 
 def format_metrics(metrics: dict, title: str) -> str:
@@ -117,7 +124,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         raise CatmoodError(f"{data}: has no {split} split (it has {', '.join(index.splits)})")
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
+    # As training measured it: with the flip test-time augmentation when the run used it.
     metrics, _, _ = evaluate_samples(model, index.splits[split], ckpt.spec, dev, batch_size=batch_size,
-                                     workers=workers)
+                                     workers=workers, tta=bool(ckpt.config.get("tta")))
     metrics["split"] = split
     return metrics
