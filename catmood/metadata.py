@@ -54,12 +54,18 @@ def read_onnx_metadata(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, An
     return spec, provenance
 
 
+def graph_input(graph):
+    """The image input of an ONNX graph: its first input that is not a weight (older exporters list
+    initializers among the inputs)."""
+    weights = {t.name for t in graph.initializer}
+    return next(i for i in graph.input if i.name not in weights)
+
+
 def _graph_io(model) -> tuple[str, tuple[int, ...], int]:
     """(input dtype, input shape without the batch, number of logits) of an ONNX graph; 0 for unknown dims."""
     import onnx
 
-    weights = {t.name for t in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in weights)
+    inp = graph_input(model.graph)
     out = next((o for o in model.graph.output if o.name == LOGITS_NAME), model.graph.output[0])
     dims = lambda v: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)  # noqa: E731
     dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name

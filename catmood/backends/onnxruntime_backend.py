@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CatmoodError
-from ..metadata import LOGITS_NAME, ArtifactError, read_onnx_metadata
+from ..metadata import LOGITS_NAME, ArtifactError, graph_input, read_onnx_metadata
 from ..preprocess import input_shape
 from .base import Classifier
 
@@ -49,12 +49,6 @@ def trt_cache_dir(path: Path) -> Path:
     return Path.home() / ".cache" / "catmood" / "ort-trt" / key
 
 
-def _graph_input_name(path: Path) -> str:
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).graph.input[0].name
-
-
 def provider_options(path: str | os.PathLike, providers) -> list[tuple[str, dict[str, str]]]:
     """(provider, options) pairs for an `ort.InferenceSession`, from the model file and the provider chain."""
     path = Path(path)
@@ -72,7 +66,9 @@ def provider_options(path: str | os.PathLike, providers) -> list[tuple[str, dict
 
 def _tensorrt_options(path: Path) -> dict[str, str]:
     spec, provenance = read_onnx_metadata(path)
-    name = _graph_input_name(path)
+    import onnx
+
+    name = graph_input(onnx.load(str(path), load_external_data=False).graph).name
     cache = str(trt_cache_dir(path))
     shapes = {key: f"{name}:" + "x".join(map(str, input_shape(spec, n)))
               for key, n in zip(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"),

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 
 from ..errors import CatmoodError
-from ..metadata import read_onnx_metadata
+from ..metadata import graph_input, read_onnx_metadata
 from ..preprocess import preprocess
 from .options import MIN_CALIBRATION_IMAGES, Int8Options
 from .verify import list_images, split_samples, spread
@@ -155,7 +155,8 @@ class Int8Quantizer:
         spec, info = read_onnx_metadata(src)
         sha = file_sha256(src)
         prepared, ranges, facts = self._prepared.get(sha) or self._prepare(src, sha)
-        reader = CalibrationReader(self.images.paths, spec, read_input_name(prepared), self.options.batch)
+        input_name = graph_input(onnx.load(str(prepared), load_external_data=False).graph).name
+        reader = CalibrationReader(self.images.paths, spec, input_name, self.options.batch)
         quantized_path = Path(self._tmp.name) / f"{sha[:16]}-{'sym' if symmetric else 'cpu'}.onnx"
         _quantize(src, prepared, quantized_path, reader, self.options, facts["keep"], symmetric, ranges)
         if reader.used or reader.unreadable:  # calibrated now (not from the ranges of an earlier flavour)
@@ -214,14 +215,6 @@ class Int8Quantizer:
                                 "unreadable": facts["unreadable"], "source": self.images.source,
                                 "batch": options.batch, "input": "catmood.preprocess with the graph's spec"},
                 "float_nodes": [{"name": name, "op": op, "why": why} for name, (op, why) in facts["keep"].items()]}
-
-
-def read_input_name(path: Path) -> str:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {t.name for t in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in weights)
 
 
 def _quantize(src: Path, prepared: Path, out: Path, reader: CalibrationReader, options: Int8Options,
