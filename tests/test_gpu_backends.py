@@ -199,3 +199,27 @@ def test_cuda_event_timing(models):
     x = classifier.device_input(make_input(classifier.spec, 1))
     samples = time_cuda_events(lambda: classifier.forward_device(x), warmup=2, iterations=5, max_seconds=5)
     assert len(samples) == 5 and all(s > 0 for s in samples)
+
+
+def test_the_runtime_runs_a_checkpoint_as_cuda_graphs_only_on_a_gpu(models, monkeypatch):
+    from catmood.backends import torch_backend
+
+    assert select_classifier(models[0], device="cpu").graphs is None
+    assert (select_classifier(models[0]).graphs is None) == (not torch.cuda.is_available())
+    asked = []
+    monkeypatch.setattr(torch_backend.TorchBackend, "__init__",
+                        lambda self, path, device, cuda_graphs: asked.append((device, cuda_graphs)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for device in ("auto", "cuda", "cuda:1"):
+        select_classifier(models[0], device=device)
+    assert asked == [("auto", True), ("cuda", True), ("cuda:1", True)]
+
+
+@pytest.mark.gpu
+@GPU
+def test_the_runtime_default_on_cuda_replays_graphs_that_match_fp32(models):
+    classifier, reference = select_classifier(models[0]), TorchBackend(models[0], device="cuda", fp16=False)
+    assert classifier.device == "cuda (fp16, channels-last, CUDA graphs)"
+    batch = make_input(reference.spec, 3, seed=3)
+    expected = reference.logits(batch)
+    np.testing.assert_allclose(classifier.logits(batch), expected, atol=2e-2 * max(1.0, np.abs(expected).max()))

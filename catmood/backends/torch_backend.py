@@ -46,6 +46,11 @@ class CudaGraphs:
         return static_in, static_out, graph
 
 
+def on_cuda(device: str) -> bool:
+    """Whether `device` ("auto", "cpu", "cuda", "cuda:N") means a CUDA GPU here."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 class TorchBackend(Classifier):
     """`fp16` (default: on CUDA): real FP16 weights and inputs, channels-last; PyTorch's fused norm and
     softmax kernels accumulate in FP32, so no FP32 islands are needed. `fp16=False` keeps FP32 (the gate's
@@ -57,8 +62,7 @@ class TorchBackend(Classifier):
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", fp16: bool | None = None,
                  cuda_graphs: bool = False):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = ("cuda" if on_cuda(device) else "cpu") if device == "auto" else device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise CatmoodError(f"--device {device}: no CUDA GPU is available here")
         self.torch_device = torch.device(device)
