@@ -138,7 +138,7 @@ def markdown(env: dict, latency: list[dict], accuracy: dict | None, command: str
                      f"{r['size_mb']['int8']:.1f} / {r['size_mb']['fp32']:.1f} MB | "
                      f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
     if accuracy:
-        lines += ["", f"Demo model `{accuracy['checkpoint']}`, INT8 calibrated with {accuracy['calib_method']}: gate "
+        lines += ["", f"Fine-tuned model `{accuracy['checkpoint']}`, INT8 calibrated with {accuracy['calib_method']}: gate "
                   f"on {accuracy['n_valid']} validation images, then {accuracy['n_test']} test images", "",
                   "| format | valid accuracy | valid agreement | test accuracy | test agreement | gate |",
                   "|---|---|---|---|---|---|"]

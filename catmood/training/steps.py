@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data.torch_dataset import make_loader
-from .evaluate import classification_metrics, predict
+from .evaluate import classification_metrics, logits_and_labels
 
 
 def seed_epoch(seed: int, epoch: int) -> int:
@@ -75,7 +75,7 @@ def train_one_epoch(module: nn.Module, loader, optimizer, scheduler, scaler, cri
 def validate(module: nn.Module, loader, criterion, device: torch.device, amp, class_names,
              tta: bool = False) -> tuple[float, dict]:
     """(loss, metrics) of `module` on a validation loader."""
-    logits, labels = predict(module, loader, device, amp, tta=tta)
+    logits, labels = logits_and_labels(module, loader, device, amp, tta=tta)
     loss = float(criterion(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)))
     return loss, classification_metrics(labels, logits.argmax(1), class_names)
 
