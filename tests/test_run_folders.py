@@ -48,6 +48,10 @@ def test_default_run_folders_are_numbered_and_claimed_once(tmp_path, monkeypatch
     third = claim_run_dir(None, "timm:test_resnet")
     assert third.folder == Path("runs/test_resnet-2")
     third.release()
+    monkeypatch.chdir(tmp_path / "runs" / "test_resnet")
+    Path("runs").write_text("a file where run folders go")
+    with pytest.raises(CatmoodError, match="runs: runs/ \\(where runs go without --out\\) must be a folder"):
+        claim_run_dir(None, "resnet18")
 
 
 def test_a_folder_holding_a_run_is_refused_unless_exist_ok(models, shapes_data, tmp_path, capsys):

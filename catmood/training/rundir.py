@@ -67,10 +67,11 @@ def claim_run_dir(out: str | os.PathLike | None, model: str, *, resuming: bool =
 
 
 def _claim_default(model: str) -> RunLock:
+    runs = check_output(Path("runs"), "runs/ (where runs go without --out)", "folder")
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model.split(":")[-1])
     for n in count(1):
         # A dash before the number: `resnet18-2`, where Ultralytics' `resnet182` would read as another model.
-        folder = Path("runs") / (safe if n == 1 else f"{safe}-{n}")
+        folder = runs / (safe if n == 1 else f"{safe}-{n}")
         if folder.exists() and (not folder.is_dir() or _contents(folder)):
             continue
         lock = _lock(folder, created=not folder.exists())
