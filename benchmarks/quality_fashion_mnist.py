@@ -141,8 +141,9 @@ def run_recipe(name: str, data: Path, out: Path, input_size: int | None = None, 
     that is not the last epoch, the last fine-tuned epoch too (what fine-tuning alone reached)."""
     recipe, overrides, _ = RUNS[name]
     folder = out / result_key(name, input_size, seed).replace(" ", "_")
+    # exist_ok: a rerun of the benchmark replaces its own earlier run of the same key.
     config = resolve_config(recipe, None, dict(data=str(data), out=str(folder), model=MODEL, input_size=input_size,
-                                               seed=seed, **overrides))
+                                               seed=seed, exist_ok=True, **overrides))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = train(config, progress=True, echo=print)

@@ -71,7 +71,8 @@ def _cmd_synth(args) -> int:
 
 
 def _add_train(sub) -> None:
-    from .training.config import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULERS, SELECT_METRICS
+    from .training.config import (AUGMENTS, EVAL_BATCH_SIZE, EVAL_SPLIT, OPTIMIZERS, RECIPES, SCHEDULERS,
+                                  SELECT_METRICS, SPLITS)
 
     train = sub.add_parser("train", help="train a classifier on a dataset (transfer learning)",
                            description="Recipe preset, then --config YAML, then these flags; the resolved "
@@ -81,7 +82,9 @@ def _add_train(sub) -> None:
     train.add_argument("--config", type=Path, metavar="YAML", help="settings file (keys as the flags, with _)")
     train.add_argument("--model", help="timm or torchvision architecture, e.g. resnet18, convnext_large, "
                                        "tf_efficientnet_lite0, vit_b_16")
-    train.add_argument("--out", help="run folder (default runs/<timestamp>-<model>)")
+    train.add_argument("--out", help="run folder (default runs/<model>, then runs/<model>-2, ...)")
+    train.add_argument("--exist-ok", dest="exist_ok", action="store_const", const=True,
+                       help="train into an --out that holds a run already, replacing its files")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run (its folder or last.pt)")
     train.add_argument("--weights", help="local ImageNet weights file (state dict or safetensors), for offline use")
     train.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
@@ -124,10 +127,10 @@ def _add_train(sub) -> None:
     evaluate = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
     evaluate.add_argument("checkpoint", type=Path, help="best.pt, last.pt or a run folder")
     evaluate.add_argument("--data", help="dataset (default: the one recorded in the checkpoint)")
-    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    evaluate.add_argument("--batch-size", type=int, default=32)
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--skip-bad", action="store_true")
+    evaluate.add_argument("--split", default=EVAL_SPLIT, choices=SPLITS, help="(default %(default)s)")
+    evaluate.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help="(default %(default)s)")
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    evaluate.add_argument("--skip-bad", action="store_true", help="leave out bad files instead of refusing")
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the metrics as JSON")
     evaluate.set_defaults(func=_cmd_eval)
 
@@ -136,7 +139,8 @@ TRAIN_KEYS = ("data", "recipe", "model", "out", "weights", "pretrained", "cache_
               "weight_decay", "dropout", "label_smoothing", "grad_clip", "warmup_epochs", "input_size",
               "early_stopping", "seed", "workers", "eval_batch_size", "optimizer", "scheduler", "augment", "select",
               "class_weighted", "amp", "device", "skip_bad", "probe_epochs", "probe_lr", "probe_margin",
-              "head_lr_scale", "first_layer_lr_scale", "ema_decay", "freeze_bn_stats", "weight_decay_all", "tta")
+              "head_lr_scale", "first_layer_lr_scale", "ema_decay", "freeze_bn_stats", "weight_decay_all", "tta",
+              "exist_ok")
 
 
 def _cmd_train(args) -> int:
@@ -150,6 +154,11 @@ def _cmd_train(args) -> int:
             raise CatmoodError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--config'}")
         result = train(None, resume=args.resume)
     else:
+        written = Path(args.out or ".") / "config.yaml"  # the run writes its resolved config there
+        if args.config and args.out and written.is_file() and args.config.is_file() and os.path.samefile(
+                written, args.config):
+            raise CatmoodError(f"{args.config}: the run would replace this --config with its resolved config; "
+                               "copy it out of --out first")
         result = train(resolve_config(args.recipe, args.config, overrides))
     return 130 if result.interrupted else 0
 
@@ -162,7 +171,7 @@ def _cmd_eval(args) -> int:
         check_output(args.json, "--json", "JSON file", inputs=[args.checkpoint, args.data])
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, batch_size=args.batch_size,
-                                  device=args.device, skip_bad=args.skip_bad)
+                                  device=args.device, skip_bad=args.skip_bad, progress=True)
     print(format_metrics(metrics, f"{args.split}"))
     if args.json:
         atomic_write_json(args.json, metrics)

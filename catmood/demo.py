@@ -118,7 +118,8 @@ def _training(steps: _Steps, data_dir: Path, run_dir: Path, epochs: int, input_s
                          f"download), edge recipe, {epochs} epochs at {input_size}px -> {run_dir}")
     final = None if force else _reuse_training(run_dir, settings)
     if final is None:
-        final = train(resolve_config("edge", None, settings), echo=steps.echo).final
+        # A run there with other settings (or --force) is the demo's own: replace it.
+        final = train(resolve_config("edge", None, dict(settings, exist_ok=True)), echo=steps.echo).final
     else:
         steps.echo("      reusing the finished run (pass --force to train again)")
     steps.done()

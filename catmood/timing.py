@@ -41,10 +41,13 @@ def latency_stats(samples_ms, batch: int) -> LatencyStats:
                         batch * 1000.0 / p["mean"])
 
 
-def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None) -> list[float]:
-    """Per-iteration wall times (ms) after `warmup` runs; stops at `iterations` or `max_seconds`."""
+def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None, progress=None) -> list[float]:
+    """Per-iteration wall times (ms) after `warmup` runs; stops at `iterations` or `max_seconds`.
+    `progress()` is called after every run, outside the timed interval."""
     for _ in range(warmup):
         run()
+        if progress is not None:
+            progress()
     if sync:
         sync()
     samples = []
@@ -55,6 +58,8 @@ def time_it(run, *, warmup: int, iterations: int, max_seconds: float, sync=None)
         if sync:
             sync()
         samples.append((time.perf_counter() - start) * 1000)
+        if progress is not None:
+            progress()
     return samples
 
 

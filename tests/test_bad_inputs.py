@@ -10,7 +10,7 @@ import pytest
 
 from catmood import cli
 
-from conftest import write_image, write_video
+from conftest import natural_image, write_image, write_video
 
 
 def digests(*paths: Path) -> dict[Path, str]:
@@ -179,3 +179,84 @@ def test_a_second_export_adds_to_the_report_instead_of_replacing_it(files, tmp_p
     export_checkpoint(files["checkpoint"], out, onnx=True, fp16=False, **quiet)
     names = {Path(r["path"]).name for r in json.loads((out / "export_report.json").read_text())["formats"]}
     assert names == {"best.pt", "model.onnx", "model.uint8.onnx"}
+
+
+def test_training_and_eval_settings_that_cannot_work(files, shapes_data, capsys):
+    checkpoint, video = files["checkpoint"], files["video"]
+    for size in ("5000", "8"):
+        message = refused(capsys, ["train", "--data", str(shapes_data), "--model", "test_resnet", "--input-size", size,
+                                   "--out", str(files["tmp"] / "run")], f"got {size}")
+        assert "input_size must be 16-1024 pixels" in message
+    assert not (files["tmp"] / "run").exists(), "work was done before the refusal"
+    assert "--batch-size must be a positive integer, got 0" in refused(
+        capsys, ["eval", str(checkpoint), "--batch-size", "0"], "--batch-size", checkpoint)
+    message = refused(capsys, ["data", "inspect", str(video)], str(video), video)
+    assert "is a file, not a dataset folder" in message and "--data" not in message
+
+
+def test_help_shows_the_defaults(capsys):
+    from catmood.runtime.options import RuntimeOptions
+
+    for argv in (["eval", "--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--split {train,valid,test} (default test)" in text and "--batch-size BATCH_SIZE (default 32)" in text
+    for flag, field in (("--threshold", "threshold"), ("--smooth", "alpha"), ("--hold", "hold_s"),
+                        ("--detect-every", "detect_every")):
+        described = text.rsplit(f"{flag} {flag.strip('-').upper().replace('-', '_')}", 1)[1].split(" --")[0]
+        assert f"(default {RuntimeOptions.default(field)})" in described, flag
+
+
+def test_a_truncated_video_and_unreadable_images_are_named(files, capsys):
+    import cv2
+
+    video, onnx, tmp = files["video"], files["onnx"], files["tmp"]
+    avi = tmp / "clip.avi"  # AVI: its header keeps the frame count, and a cut file still opens
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 12, (80, 60))
+    for i in range(20):
+        writer.write(natural_image(60, 80, seed=i))
+    writer.release()
+    cut = tmp / "cut.avi"
+    cut.write_bytes(avi.read_bytes()[: avi.stat().st_size // 2])
+    assert cli.main(["run", str(onnx), "--source", str(avi)]) == 0
+    whole = capsys.readouterr().out
+    assert "20 frames in" in whole and "| end of source\n" in whole, whole
+    assert cli.main(["run", str(onnx), "--source", str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert "the file ended early: " in out and " of the 20 frames its header announces could be decoded" in out
+    folder = files["image"].parent
+    (folder / "broken.jpg").write_bytes(b"nope")
+    (folder / "empty.png").write_bytes(b"")
+    assert cli.main(["run", str(onnx), "--source", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped 2 unreadable image(s): {folder / 'broken.jpg'} [not a readable image" in out
+    assert f"{folder / 'empty.png'} [empty file (0 bytes)]" in out
+
+
+def test_confusion_matrix_text_shows_whole_class_names():
+    from catmood.training.evaluate import classification_metrics, format_metrics
+
+    names = ["alarmed", "pleased", "a-very-long-mood-name"]
+    text = format_metrics(classification_metrics([0, 1, 2, 2], [0, 1, 2, 1], names), "test")
+    header = text.splitlines()[text.splitlines().index("confusion matrix (rows: true, columns: predicted)") + 1]
+    assert header.split() == names
+    rows = text.splitlines()[-3:]
+    assert [row.split()[1:] for row in rows] == [["1", "0", "0"], ["0", "1", "0"], ["0", "1", "1"]]
+    assert all(len(row) == len(header) for row in rows)  # the counts sit under their names
+
+
+def test_read_only_images_are_copied_and_only_they():
+    """torch warns (once per process) about a tensor on read-only memory, as a PIL image's array is."""
+    import numpy as np
+    from PIL import Image
+
+    from catmood.data.transforms import _ToImageTensor
+
+    to_tensor = _ToImageTensor()
+    read_only = np.asarray(Image.fromarray(np.full((4, 5, 3), 200, np.uint8)))
+    assert not read_only.flags.writeable
+    assert not np.shares_memory(to_tensor(read_only).numpy(), read_only)
+    writable = np.full((4, 5, 3), 7, np.uint8)
+    tensor = to_tensor(writable)
+    assert np.shares_memory(tensor.numpy(), writable) and tensor.shape == (3, 4, 5)  # no needless copy

@@ -193,7 +193,7 @@ def test_structure_problems(tmp_path):
     with pytest.raises(DatasetError, match="dataset folder not found"):
         discover_dataset(tmp_path / "nope")
     (tmp_path / "file.txt").write_text("x")
-    with pytest.raises(DatasetError, match="not a folder"):
+    with pytest.raises(DatasetError, match="is a file, not a dataset folder"):
         discover_dataset(tmp_path / "file.txt")
     loose = tmp_path / "loose"
     write_image(loose / "a.jpg")

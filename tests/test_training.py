@@ -2,6 +2,7 @@
 every output, and refuses bad input with one clear line."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,15 @@ def test_eval_reproduces_the_final_metrics(shapes_data, tmp_path):
     assert again["macro_f1"] == pytest.approx(result.final["test"]["macro_f1"])
 
 
-def test_checkpoint_is_plain_data_and_round_trips(shapes_data, tmp_path):
-    train(tiny(shapes_data, tmp_path / "run", epochs=1), **QUIET)
+def test_checkpoint_is_plain_data_and_round_trips(shapes_data, tmp_path, monkeypatch):
+    from test_progress import drawn, on_terminal
+
+    terminal = on_terminal(monkeypatch)  # every stage of a run shows a bar with its rate and time left
+    train(tiny(shapes_data, tmp_path / "run", epochs=1), progress=True, echo=lambda *a: None)
+    for step, total, unit in (("probe: caching train features", 72, "img"), ("validating", 24, "img"),
+                              ("epoch 1/1", 72, "img"), ("final evaluation: valid", 24, "img"),
+                              ("final evaluation: test", 24, "img")):
+        assert re.search(drawn(step, total, unit), terminal.getvalue()), step
     raw = torch.load(tmp_path / "run/best.pt", weights_only=True)  # plain data only
     assert raw["format"] == "catmood-checkpoint" and "training_state" not in raw
     assert "training_state" in torch.load(tmp_path / "run/last.pt", weights_only=True)

@@ -30,9 +30,14 @@ class Classifier:
     def logits(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def logits_of_frames(self, frames, batch_size: int = 16) -> np.ndarray:
-        """Logits of OpenCV frames (any sizes), preprocessed with this model's own spec, in batches."""
-        out = [self.logits(preprocess(frames[i:i + batch_size], self.spec)) for i in range(0, len(frames), batch_size)]
+    def logits_of_frames(self, frames, batch_size: int = 16, progress=None) -> np.ndarray:
+        """Logits of OpenCV frames (any sizes), preprocessed with this model's own spec, in batches;
+        `progress(n)` is called after each batch of n frames."""
+        out = []
+        for i in range(0, len(frames), batch_size):
+            out.append(self.logits(preprocess(frames[i:i + batch_size], self.spec)))
+            if progress is not None:
+                progress(len(out[-1]))
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

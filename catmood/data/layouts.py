@@ -152,7 +152,8 @@ def _dataset_folder(root: str | os.PathLike, valid_fraction: float, test_fractio
     if not root.exists():
         raise DatasetError(f"{root}: dataset folder not found")
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder (point --data at the dataset's top folder)")
+        raise DatasetError(f"{root}: is a file, not a dataset folder (give the dataset's top folder: the one "
+                           "holding train/, a _classes.csv or the class folders)")
     if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
         raise DatasetError(f"split fractions valid={valid_fraction} test={test_fraction} leave nothing to train on")
     return root.resolve()

@@ -78,6 +78,8 @@ class _ToImageTensor:
         from torchvision import tv_tensors
 
         array = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        if not array.flags.writeable:  # a PIL image's buffer: torch warns about tensors sharing read-only memory
+            array = array.copy()
         return tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
 
 

@@ -22,7 +22,7 @@ from .int8 import Int8Quantizer, calibration_images, quantization_notes
 from .onnx import export_fp16, export_onnx
 from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, Int8Options, check_opset
 from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
-from .verify import Parity, batch1_latency_ms, collect_images, compare
+from .verify import Parity, batch1_latency_ms, collect_images, compare, logits_with_progress
 
 
 @dataclass
@@ -137,11 +137,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
                       engine: EngineOptions = EngineOptions(), int8_options: Int8Options = Int8Options(),
                       images: str | os.PathLike | None = None, max_images: int = 200,
                       triton: str | os.PathLike | None = None, gates: dict[str, Gate] | None = None,
-                      latency: bool = True, echo=print) -> ExportReport:
+                      latency: bool = True, echo=print, progress: bool = True) -> ExportReport:
     """Export and verify; the report says PASS only when every requested artifact passes its gate.
 
     `engine`: the TensorRT build options; its batch profile also gives Triton's max batch. With `trt`, an
-    engine is built for each precision asked for: INT8 with `int8`, FP16 with `fp16` or without `int8`."""
+    engine is built for each precision asked for: INT8 with `int8`, FP16 with `fp16` or without `int8`.
+    `progress`: bars (rate, time left) for the gate's images and the latency runs, in a terminal."""
     if not (onnx or fp16 or int8 or trt):
         raise CatmoodError("nothing to export: ask for --onnx, --fp16, --int8 and/or --trt")
     if max_images < 1:
@@ -163,7 +164,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     echo(f"parity images: {len(images_found.frames)} from {images_found.source}")
     report = ExportReport(ckpt.path, out, images_found.source, len(images_found.frames),
                           checkpoint_sha256=ckpt.sha256)
-    gate = _Gatekeeper(ckpt, images_found, {**GATES, **(gates or {})}, latency, echo)
+    gate = _Gatekeeper(ckpt, images_found, {**GATES, **(gates or {})}, latency, echo, progress)
     report.results.append(gate.reference_row)
 
     suffix = ".uint8" if input_dtype == "uint8" else ""
@@ -232,22 +233,24 @@ def _engine(report: ExportReport, sources: EngineSources, path: Path, gate: "_Ga
 class _Gatekeeper:
     """The PyTorch reference (FP32, CPU) on the parity images, and the gate every artifact goes through."""
 
-    def __init__(self, ckpt, images, gates: dict[str, Gate], latency: bool, echo):
-        self.images, self.gates, self.latency, self.echo = images, gates, latency, echo
+    def __init__(self, ckpt, images, gates: dict[str, Gate], latency: bool, echo, progress: bool):
+        self.images, self.gates, self.latency, self.echo, self.progress = images, gates, latency, echo, progress
         self.class_names = ckpt.spec.class_names
         self.reference = TorchBackend(ckpt, device="cpu", fp16=False)
-        self.logits = self.reference.logits_of_frames(images.frames)
+        self.logits = logits_with_progress(self.reference, images.frames, progress, "pytorch: reference logits")
         row = FormatResult("pytorch", ckpt.path, "fp32", self.reference.device, _size_mb(ckpt.path))
         if images.labels is not None:
             row.accuracy = float((self.logits.argmax(1) == images.labels).mean())
         if latency:
-            row.latency_ms = batch1_latency_ms(self.reference, images.frames[0])
+            row.latency_ms = batch1_latency_ms(self.reference, images.frames[0], progress=progress,
+                                               desc="pytorch: latency")
         self.reference_row = row
 
     def check(self, fmt: str, path: Path, notes: list[str] = ()) -> FormatResult:
         """Gate `path` loaded exactly as `catmood run` loads it, by the precision it really runs in there."""
         classifier = select_classifier(path)
-        parity = compare(self.logits, classifier.logits_of_frames(self.images.frames), self.images, self.class_names)
+        logits = logits_with_progress(classifier, self.images.frames, self.progress, f"{fmt}: parity gate")
+        parity = compare(self.logits, logits, self.images, self.class_names)
         precision = classifier.precision
         gate = self.gates[precision]
         row = FormatResult(fmt, path, precision, classifier.device, _size_mb(path), parity, gate, parity.accuracy,
@@ -256,7 +259,8 @@ class _Gatekeeper:
         if gate.max_accuracy_drop is not None and drop is None:
             row.notes.append("accuracy drop not checked: the parity images have no labels (agreement only)")
         if self.latency:
-            row.latency_ms = batch1_latency_ms(classifier, self.images.frames[0])
+            row.latency_ms = batch1_latency_ms(classifier, self.images.frames[0], progress=self.progress,
+                                               desc=f"{fmt}: latency")
         self.echo(f"{fmt}: max |logit diff| {parity.max_logit_diff:.2e}, agreement {parity.agreement:.2%}, "
                   + (f"accuracy {parity.accuracy:.1%} vs PyTorch {parity.reference_accuracy:.1%}, "
                      if gate.max_accuracy_drop is not None and drop is not None else "")

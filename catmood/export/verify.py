@@ -103,11 +103,30 @@ def _read(paths, names, labels, source) -> ParityImages:
     return ParityImages(frames, kept_names, kept_labels if labels is not None else None, source)
 
 
-def batch1_latency_ms(classifier: Classifier, frame: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one batch-1 inference (preprocessed input), after warm-up."""
+# The export report's latency column is a rough guide (`catmood bench` measures properly): a large model on a
+# CPU takes seconds per image, and 20 of them must not stall an export for a minute.
+LATENCY_MAX_SECONDS = 5.0
+
+
+def batch1_latency_ms(classifier: Classifier, frame: np.ndarray, repeats: int = 20, warmup: int = 3,
+                      max_seconds: float = LATENCY_MAX_SECONDS, progress: bool = False, desc: str = "latency") -> float:
+    """Median wall time of one batch-1 inference (preprocessed input), after warm-up: `repeats` runs, or
+    as many as `max_seconds` allows (at least 3)."""
+    from tqdm.auto import tqdm
+
     x = preprocess(frame, classifier.spec)
-    samples = time_it(lambda: classifier.logits(x), warmup=warmup, iterations=repeats, max_seconds=float("inf"))
+    with tqdm(total=warmup + repeats, desc=desc, unit="run", disable=not progress or None, leave=False) as bar:
+        samples = time_it(lambda: classifier.logits(x), warmup=warmup, iterations=repeats, max_seconds=max_seconds,
+                          progress=bar.update)
     return float(np.median(samples))
+
+
+def logits_with_progress(classifier: Classifier, frames, progress: bool, desc: str) -> np.ndarray:
+    """`classifier.logits_of_frames(frames)` with a bar (images, rate, time left) when `progress` and a terminal."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(frames), desc=desc, unit="img", disable=not progress or None, leave=False) as bar:
+        return classifier.logits_of_frames(frames, progress=bar.update)
 
 
 @dataclass

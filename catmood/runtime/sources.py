@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from ..data.images import is_image_name
-from ..errors import CatmoodError
+from ..data.images import is_image_name, load_rgb
+from ..errors import CatmoodError, ImageError
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
@@ -81,7 +81,16 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"{path}: cannot open it as a video (unsupported codec or not a video file)")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) else None
+        count = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if count and count > 0 and np.isfinite(count) else None
         self.realtime = realtime
+
+    def _ended(self, decoded: int) -> None:
+        """The end reason, once frames stop: a file whose header announces more frames than could be decoded
+        was cut short (a partial download or copy). Some containers' counts are estimates, hence the slack."""
+        if self.frame_count and decoded < self.frame_count - max(2, self.frame_count // 100):
+            self.end_reason = (f"the file ended early: {decoded} of the {self.frame_count} frames its header "
+                               "announces could be decoded (truncated or damaged)")
 
     @property
     def period(self) -> float:
@@ -101,7 +110,7 @@ class VideoFileSource(FrameSource):
             due = int((t0 - started) / period)
             while index < due:
                 if not self.capture.grab():
-                    return
+                    return self._ended(index)
                 index += 1
                 self.dropped += 1
             wait = started + index * period - time.perf_counter()
@@ -109,7 +118,7 @@ class VideoFileSource(FrameSource):
                 time.sleep(wait)
             ok, image = self.capture.read()
             if not ok or image is None:
-                return
+                return self._ended(index)
             yield Frame(image, index, index * period, (time.perf_counter() - t0) * 1000)
             index += 1
 
@@ -143,7 +152,7 @@ class VideoFileSource(FrameSource):
                 t0 = time.perf_counter()
                 item = frames.get()
                 if item is None:
-                    return
+                    return self._ended(index)
                 if isinstance(item, Exception):
                     raise SourceError(f"{self.name}: decoding failed at frame {index} ({item})")
                 yield Frame(item, index, index * period, (time.perf_counter() - t0) * 1000)
@@ -164,13 +173,26 @@ class ImageListSource(FrameSource):
         self.paths = paths
 
     def __iter__(self) -> Iterator[Frame]:
+        skipped = []
         for index, path in enumerate(self.paths):
             t0 = time.perf_counter()
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 self.dropped += 1
+                skipped.append(f"{path} [{_why_unreadable(path)}]")
                 continue
             yield Frame(image, index, float(index), (time.perf_counter() - t0) * 1000)
+        if skipped:
+            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            self.end_reason += f"; skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:3])}{more}"
+
+
+def _why_unreadable(path: Path) -> str:
+    try:
+        load_rgb(path)
+    except ImageError as exc:
+        return exc.reason
+    return "OpenCV cannot decode it"
 
 
 class LiveSource(FrameSource):

@@ -17,6 +17,13 @@ SELECT_METRICS = ("macro_f1", "accuracy")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "none")
 AUGMENTS = ("auto", "light", "trivialaugment", "flip-rotate", "none")
+SPLITS = ("train", "valid", "test")
+EVAL_SPLIT = "test"                     # what `catmood eval` measures: the split no training choice saw
+EVAL_BATCH_SIZE = 32
+# Input sides a backbone can take. Below 16 px a 32x-downsampling backbone has no feature map left; above
+# 1024 px (ImageNet backbones are trained at 224-600) activations grow with the side squared: at 5000 px one
+# batch needs hundreds of GB, and the kernel kills the process after a long wait instead of a clear refusal.
+INPUT_SIZE_RANGE = (16, 1024)
 
 
 @dataclass
@@ -25,7 +32,8 @@ class TrainConfig:
     never worse on validation than the probe alone. Each default's reason is in the README's Training section."""
 
     data: str | None = None
-    out: str | None = None
+    out: str | None = None              # None: runs/<model>, runs/<model>-2, ...
+    exist_ok: bool = False              # train into an `out` that holds a run already
     recipe: str = "finetune"
     model: str = "convnext_large"
     pretrained: bool = True
@@ -71,7 +79,7 @@ class TrainConfig:
     workers: int | None = None          # DataLoader workers; None: min(4, CPU cores)
     device: str = "auto"
     skip_bad: bool = False
-    eval_batch_size: int = 32
+    eval_batch_size: int = EVAL_BATCH_SIZE
 
     def validate(self) -> "TrainConfig":
         def fail(message: str) -> None:
@@ -109,6 +117,10 @@ class TrainConfig:
             fail("tta needs images at validation, but cache_features validates on cached features")
         if not 0 <= self.ema_decay < 1:
             fail(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        low, high = INPUT_SIZE_RANGE
+        if self.input_size is not None and not (isinstance(self.input_size, int) and low <= self.input_size <= high):
+            fail(f"input_size must be {low}-{high} pixels, got {self.input_size!r} (ImageNet backbones are trained "
+                 "at 224-600; larger inputs need more memory than a GPU has)")
         if self.workers is not None and self.workers < 0:
             fail(f"workers cannot be negative, got {self.workers}")
         return self

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..data.report import format_table
+from .config import EVAL_BATCH_SIZE, EVAL_SPLIT, SPLITS
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -51,13 +52,13 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
 
 
 @torch.no_grad()
-def logits_and_labels(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None,
-                      tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_labels(model: torch.nn.Module, loader, device: torch.device, amp_dtype=None, tta: bool = False,
+                      progress: bool = False, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:
     """(logits float32 N x K, labels N) over a loader of (images or features, labels). With `tta`, images
-    are also seen mirrored left-right and the two logits averaged."""
+    are also seen mirrored left-right and the two logits averaged. `progress`: a bar in a terminal."""
     model.eval()
     logits, labels = [], []
-    for x, y in loader:
+    for x, y in progress_bar(loader, progress, desc):
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(x)
@@ -70,15 +71,29 @@ def logits_and_labels(model: torch.nn.Module, loader, device: torch.device, amp_
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
+def progress_bar(loader, progress: bool, desc: str):
+    """`loader`'s batches, counted in a bar by images (rate and time left) when `progress` and a terminal."""
+    from tqdm.auto import tqdm
+
+    if not progress:
+        yield from loader
+        return
+    with tqdm(total=len(loader.dataset), desc=desc, unit="img", disable=None, leave=False) as bar:
+        for x, y in loader:
+            yield x, y
+            bar.update(len(y))
+
+
 def evaluate_samples(model: torch.nn.Module, samples, spec, device: torch.device, *, batch_size: int = 32,
-                     workers: int = 0, tta: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+                     workers: int = 0, tta: bool = False, progress: bool = False,
+                     desc: str = "evaluating") -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, logits, labels) of `model` on dataset samples through the evaluation transform, in FP32:
     the one evaluation that training's final report, `catmood eval` and the export reference all share."""
     from ..data.torch_dataset import ImageDataset, make_loader
     from ..data.transforms import EvalTransform
 
     loader = make_loader(ImageDataset(samples, EvalTransform(spec)), batch_size, workers)
-    logits, labels = logits_and_labels(model, loader, device, tta=tta)
+    logits, labels = logits_and_labels(model, loader, device, tta=tta, progress=progress, desc=desc)
     metrics = classification_metrics(labels, logits.argmax(1), spec.class_names)
     if tta:
         metrics["tta"] = "flip"
@@ -94,22 +109,28 @@ def format_metrics(metrics: dict, title: str) -> str:
     lines.append(format_table(["class", "precision", "recall", "f1", "support"], rows))
     names = metrics["class_names"]
     width = max(len(n) for n in names)
+    # Each column as wide as its class name (and its counts): names are never cut.
+    columns = [max(len(n), *(len(str(row[j])) for row in metrics["confusion_matrix"])) for j, n in enumerate(names)]
     lines.append("confusion matrix (rows: true, columns: predicted)")
-    lines.append(" " * (width + 2) + " ".join(f"{n[:6]:>6}" for n in names))
+    lines.append(" " * (width + 2) + " ".join(f"{n:>{w}}" for n, w in zip(names, columns)))
     for name, row in zip(names, metrics["confusion_matrix"]):
-        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>6}" for v in row))
+        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{w}}" for v, w in zip(row, columns)))
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, split: str = "test", *,
-                        batch_size: int = 32, device: str = "auto", skip_bad: bool = False,
-                        workers: int = 0) -> dict:
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, split: str = EVAL_SPLIT, *,
+                        batch_size: int = EVAL_BATCH_SIZE, device: str = "auto", skip_bad: bool = False,
+                        workers: int = 0, progress: bool = False) -> dict:
     """Metrics of a checkpoint on a split of a dataset (by default the one it was trained on)."""
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data.layouts import discover_dataset
     from ..errors import CatmoodError
     from .devices import pick_device
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise CatmoodError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if split not in SPLITS:
+        raise CatmoodError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     ckpt = load_checkpoint(checkpoint)
     data = data or ckpt.config.get("data")
     if not data:
@@ -126,6 +147,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     model = model_from_checkpoint(ckpt).to(dev)
     # As training measured it: with the flip test-time augmentation when the run used it.
     metrics, _, _ = evaluate_samples(model, index.splits[split], ckpt.spec, dev, batch_size=batch_size,
-                                     workers=workers, tta=bool(ckpt.config.get("tta")))
+                                     workers=workers, tta=bool(ckpt.config.get("tta")), progress=progress,
+                                     desc=f"evaluating {split}")
     metrics["split"] = split
     return metrics

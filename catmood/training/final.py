@@ -19,7 +19,7 @@ from .plots import plot_confusion, plot_predictions
 
 
 def final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: list[dict], device, workers: int,
-                      say) -> dict:
+                      say, progress: bool = False) -> dict:
     """The best checkpoint on valid (used to pick it) and test (unseen), in FP32 as `catmood eval` measures
     it, then plots, metrics.json and the summary."""
     best = load_checkpoint(run_dir / "best.pt")
@@ -29,7 +29,8 @@ def final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: l
         if split not in index.splits:
             continue
         metrics, logits, labels = evaluate_samples(model, index.splits[split], spec, device, tta=config.tta,
-                                                   batch_size=config.eval_batch_size, workers=workers)
+                                                   batch_size=config.eval_batch_size, workers=workers,
+                                                   progress=progress, desc=f"final evaluation: {split}")
         final[split], predictions[split] = metrics, (logits, labels)
     final["valid"]["note"] = "used to choose the best epoch: optimistic, not an unseen-data estimate"
     if "test" in final:

@@ -10,6 +10,7 @@ interrupted run resumed from last.pt produces the same weights as one that never
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,21 +44,51 @@ class TrainResult:
 
 def train(config: TrainConfig | None, *, resume: str | Path | None = None, progress: bool = True,
           echo: Callable[[str], None] = print) -> TrainResult:
-    """Train as `config` says (or continue `resume`, a last.pt or its run folder); returns what was written."""
+    """Train as `config` says, or continue `resume` (a last.pt or its run folder) with its saved config;
+    returns what was written."""
     ckpt = None
     if resume is not None:
-        ckpt = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
-        if ckpt.training_state is None:
-            raise CatmoodError(f"{ckpt.path}: holds no training state to resume from (resume from last.pt of a "
-                               "run that finished at least one epoch)")
+        if config is not None:
+            raise CatmoodError(f"{resume}: a resumed run continues with its own saved config; call "
+                               "train(None, resume=...) (or start a new run with this config)")
+        ckpt = resumable_checkpoint(resume)
         config = config_of_checkpoint(ckpt.config)
     run = setup_run(config, ckpt, progress, echo)
-    config = run.config
-    fit = prepare_fit(run)
-    last_path, best_path = run.run_dir / "last.pt", run.run_dir / "best.pt"
-    interrupted = stopped_early = False
-    epoch = 0
     try:
+        return _train(run, ckpt)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def resumable_checkpoint(resume: str | Path) -> Checkpoint:
+    """last.pt of a run that can continue: one that finished an epoch and has not finished training."""
+    ckpt = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
+    if ckpt.training_state is None:
+        raise CatmoodError(f"{ckpt.path}: holds no training state to resume from (resume from last.pt of a "
+                           "run that finished at least one epoch)")
+    config, state = config_of_checkpoint(ckpt.config), ckpt.training_state
+    stopped = bool(config.early_stopping and state["bad_epochs"] >= config.early_stopping)
+    try:
+        evaluated = bool(json.loads((ckpt.path.parent / "metrics.json").read_text()).get("final"))
+    except (OSError, ValueError, AttributeError):
+        evaluated = False
+    # Trained to its end but not evaluated yet (stopped during the final evaluation): resuming evaluates it.
+    if (ckpt.epoch >= config.epochs or stopped) and evaluated:
+        how = f"stopped early after epoch {ckpt.epoch}" if ckpt.epoch < config.epochs else \
+            f"trained {ckpt.epoch} of {config.epochs} epochs, then evaluated"
+        raise CatmoodError(f"{ckpt.path.parent}: this run is finished ({how}); nothing to resume. To train "
+                           "longer, start a new run with more --epochs: this run's learning-rate schedule has "
+                           "ended, so continuing it would not make the longer run")
+    return ckpt
+
+
+def _train(run: Run, ckpt: Checkpoint | None) -> TrainResult:
+    config, fit = run.config, None
+    last_path, best_path = run.run_dir / "last.pt", run.run_dir / "best.pt"
+    interrupted = stopped_early = ours = False
+    try:
+        fit = prepare_fit(run)  # the linear-probe recipe caches features here
         if ckpt is None and config.probe_epochs:
             _probe_stage(run, fit)
         if config.ema_decay:
@@ -73,23 +104,43 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, progr
                 break
     except KeyboardInterrupt:
         interrupted = True
-        if run.dist.main and not last_path.exists():
-            # Nothing finished yet: keep the weights as they are, usable for eval/export (not for --resume).
-            save_checkpoint(_checkpoint(run, fit, epoch, {}, None), last_path)
-        run.say(f"\ninterrupted: {last_path} holds epoch {fit.history[-1]['epoch'] if fit.history else 0}; "
-                f"continue with `catmood train --resume {run.run_dir}`")
+        ours = _interrupted(run, fit, ckpt, last_path)
 
-    result = TrainResult(run_dir=run.run_dir, best_path=best_path if best_path.exists() else None,
-                         last_path=last_path if last_path.exists() else None, best_epoch=fit.best_epoch,
-                         history=fit.history, interrupted=interrupted, stopped_early=stopped_early)
-    if run.dist.main and fit.history:
-        plot_curves(fit.history, run.run_dir / "curves.png", fit.best_epoch)
-    if not interrupted and run.dist.main and fit.history:
-        result.final = final_evaluation(run.run_dir, run.index, run.spec, config, fit.history, run.device,
-                                        run.workers, run.say)
+    history = fit.history if fit is not None else []
+    result = TrainResult(run_dir=run.run_dir, best_path=best_path if best_path.exists() and history else None,
+                         last_path=last_path if last_path.exists() and (history or ours) else None,
+                         best_epoch=fit.best_epoch if fit is not None else None, history=history,
+                         interrupted=interrupted, stopped_early=stopped_early)
+    if run.dist.main and history:
+        plot_curves(history, run.run_dir / "curves.png", fit.best_epoch)
+    if not interrupted and run.dist.main and history:
+        result.final = final_evaluation(run.run_dir, run.index, run.spec, config, history, run.device,
+                                        run.workers, run.say, run.show)
     barrier(run.dist)
     shut_down(run.dist)
     return result
+
+
+def _interrupted(run: Run, fit: Fit | None, ckpt: Checkpoint | None, last_path: Path) -> bool:
+    """After Ctrl-C: last.pt holds the last finished epoch; before the first one, the weights as they are
+    once anything has trained; before that, nothing is written and the user is told so. True when last.pt
+    is this run's."""
+    if (fit is not None and fit.history) or ckpt is not None:
+        epoch = fit.history[-1]["epoch"] if fit is not None and fit.history else ckpt.epoch
+        run.say(f"\ninterrupted: {last_path} holds epoch {epoch}; continue with "
+                f"`catmood train --resume {run.run_dir}`")
+        return True
+    if fit is not None and (fit.probe_trained or fit.scheduler.last_epoch > 0):
+        if run.dist.main:
+            save_checkpoint(_checkpoint(run, fit, 0, {}, None), last_path)
+        run.say(f"\ninterrupted before the first epoch ended: {last_path} holds the weights as they were "
+                "(usable for eval and export; --resume needs a finished epoch, so train again to continue)")
+        return True
+    when = ("while caching features" if fit is None else
+            "before the probe stage finished" if run.config.probe_epochs else "before the first training step")
+    run.say(f"\ninterrupted {when}: nothing was trained, so no checkpoint was written; run the same command "
+            "again to train")
+    return False
 
 
 def _probe_stage(run: Run, fit: Fit) -> None:
@@ -98,10 +149,11 @@ def _probe_stage(run: Run, fit: Fit) -> None:
     run.say(f"probe stage: the head alone, {config.probe_epochs} epochs on cached features of the training images")
     outcome = fit_probe(run.model, run.spec, run.index.splits["train"], config, fit.criterion, run.device,
                         run.workers, run.show)
+    fit.probe_trained = True
     if run.dist.on:  # every rank trained the same head; make it bit-identical before DDP steps begin
         run.model.head.load_state_dict(broadcast(run.model.head.state_dict(), run.dist))
     val_loss, val = validate(run.model, fit.val_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
-                             config.tta)
+                             config.tta, run.show)
     row = dict(epoch=0, stage="probe", train_loss=outcome.train_loss, train_accuracy=outcome.train_accuracy,
                val_loss=val_loss, val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], lr=0.0,
                seconds=outcome.seconds, images_per_s=outcome.features_per_s)
@@ -135,7 +187,7 @@ def _epoch(run: Run, fit: Fit, epoch: int) -> bool:
     loss_sum, correct, seen = all_reduce_sum([stats.loss_sum, stats.correct, stats.seen], dist)
     evaluated = fit.ema.module if fit.ema is not None else fit.trainable
     val_loss, val = validate(evaluated, fit.val_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
-                             config.tta)
+                             config.tta, run.show)
     row = dict(epoch=epoch + 1, stage="probe" if config.freeze_backbone else "finetune",
                train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1), val_loss=val_loss,
                val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], lr=fit.scheduler.get_last_lr()[0],

@@ -13,6 +13,7 @@ import torch
 from ..architectures import Architecture, CatmoodNet, build_backbone, resolve_architecture
 from ..errors import CatmoodError
 from ..spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .config import INPUT_SIZE_RANGE
 from .weights import (HOW_TO, LITE0_ARCH, hub_endpoint, host_resolves, lite0_package_available,
                       load_into_backbone, load_lite0_package_weights, read_state_dict, timm_cached_file,
                       torch_hub_dir)
@@ -103,6 +104,9 @@ def create_model(architecture: str, class_names: Sequence[str], *, dropout: floa
     `weights` (a local state dict or safetensors file) wins over everything else; see `weights.py` for
     the rest of the resolution order. `input_size` overrides the backbone's own (resize scaled alike).
     """
+    low, high = INPUT_SIZE_RANGE
+    if input_size is not None and not low <= input_size <= high:
+        raise CatmoodError(f"--input-size must be {low}-{high} pixels, got {input_size}")
     arch = resolve_architecture(architecture)
     timm_kwargs: dict = {}
     if input_size is not None and arch.library == "timm":
@@ -127,8 +131,6 @@ def create_model(architecture: str, class_names: Sequence[str], *, dropout: floa
 
     pre = preprocessing_of(arch, backbone)
     if input_size is not None:
-        if input_size < 16:
-            raise CatmoodError(f"--input-size must be at least 16 pixels, got {input_size}")
         ratio = pre["resize_size"] / pre["input_size"]
         pre.update(input_size=input_size, resize_size=input_size if pre["crop"] == "none"
                    else max(input_size, int(round(input_size * ratio))))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +25,7 @@ from .devices import amp_dtype, pick_device
 from .distributed import Dist, broadcast, init_distributed
 from .models import create_model
 from .optim import make_optimizer, make_scheduler, param_groups
+from .rundir import RunLock, claim_run_dir
 from .steps import compute_features, seed_epoch
 
 
@@ -45,6 +45,7 @@ class Run:
     prov: dict
     memory_format: Any
     amp: Any
+    lock: RunLock | None                # held by the main process until training ends
 
 
 @dataclass
@@ -67,20 +68,36 @@ class Fit:
     best_epoch: int | None = None
     bad_epochs: int = 0
     start_epoch: int = 0
+    probe_trained: bool = False         # the probe stage's head is trained (not yet validated, maybe)
 
 
 def setup_run(config: TrainConfig, ckpt: Checkpoint | None, progress: bool, echo) -> Run:
-    """Processes, device, dataset and model; the run folder with its config.yaml."""
+    """Processes, device, dataset and model; the run folder, locked, with its config.yaml. The run folder
+    is claimed before any work, so a refusal costs nothing; until `Run.lock` is released no other process
+    trains into it."""
     config.validate()
     if not config.data:
         raise CatmoodError("no dataset given: pass --data DATASET")
     dist = init_distributed(config.device)
+    lock = None
+    if dist.main:
+        lock = claim_run_dir(ckpt.path.parent if ckpt else config.out, config.model, resuming=ckpt is not None,
+                             exist_ok=config.exist_ok, dataset=config.data, inputs=[config.weights])
+    run_dir = Path(broadcast(str(lock.folder) if lock else "", dist))
+    try:
+        return _set_up(config, ckpt, progress, echo, dist, run_dir, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _set_up(config: TrainConfig, ckpt: Checkpoint | None, progress: bool, echo, dist: Dist, run_dir: Path,
+            lock: RunLock | None) -> Run:
     device = torch.device(f"cuda:{dist.local_rank}") if dist.on and torch.cuda.is_available() \
         and config.device != "cpu" else pick_device(config.device)
     say = echo if dist.main else (lambda *_: None)
     show = progress and dist.main
-    run_dir = ckpt.path.parent if ckpt else Path(config.out) if config.out else _default_run_dir(config.model)
-    run_dir = Path(broadcast(str(run_dir), dist))
     seed_epoch(config.seed, -1)
 
     index = discover_dataset(config.data, seed=config.seed, progress=show)
@@ -104,16 +121,16 @@ def setup_run(config: TrainConfig, ckpt: Checkpoint | None, progress: bool, echo
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model.to(memory_format=memory_format)
     if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(config))
     counts = index.counts()
     say(f"training {spec.architecture} ({config.recipe}) on {device} | classes: {', '.join(spec.class_names)} | "
-        f"images: " + ", ".join(f"{s} {sum(c)}" for s, c in counts.items()) + f" | weights: {weights_source}")
+        f"images: " + ", ".join(f"{s} {sum(c)}" for s, c in counts.items()) + f" | weights: {weights_source}"
+        + f" | run folder: {run_dir}")
     prov = {"weights_source": weights_source,
             "dataset": {"root": str(index.root), "layout": index.layout, "counts": counts}}
     return Run(config, dist, device, say, show, config.workers if config.workers is not None
                else min(4, os.cpu_count() or 1), run_dir, index, spec, model, prov, memory_format,
-               amp_dtype(device, config.amp))
+               amp_dtype(device, config.amp), lock)
 
 
 def prepare_fit(run: Run) -> Fit:
@@ -160,11 +177,6 @@ def prepare_fit(run: Run) -> Fit:
                sampler, generator, optimizer, scheduler,
                torch.amp.GradScaler("cuda", enabled=run.amp == torch.float16),
                nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing), unit)
-
-
-def _default_run_dir(model: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model)
-    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{safe}"
 
 
 def _class_weights(labels: list[int], k: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data.torch_dataset import make_loader
-from .evaluate import classification_metrics, logits_and_labels
+from .evaluate import classification_metrics, logits_and_labels, progress_bar
 
 
 def seed_epoch(seed: int, epoch: int) -> int:
@@ -73,9 +73,9 @@ def train_one_epoch(module: nn.Module, loader, optimizer, scheduler, scaler, cri
 
 
 def validate(module: nn.Module, loader, criterion, device: torch.device, amp, class_names,
-             tta: bool = False) -> tuple[float, dict]:
+             tta: bool = False, progress: bool = False) -> tuple[float, dict]:
     """(loss, metrics) of `module` on a validation loader."""
-    logits, labels = logits_and_labels(module, loader, device, amp, tta=tta)
+    logits, labels = logits_and_labels(module, loader, device, amp, tta=tta, progress=progress, desc="validating")
     loss = float(criterion(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)))
     return loss, classification_metrics(labels, logits.argmax(1), class_names)
 
@@ -84,12 +84,10 @@ def validate(module: nn.Module, loader, criterion, device: torch.device, amp, cl
 def compute_features(backbone: nn.Module, dataset, device: torch.device, batch_size: int, workers: int,
                      progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Backbone features of a whole dataset, once (eval mode: no dropout, frozen normalisation)."""
-    from tqdm.auto import tqdm
-
     backbone.eval()
     loader = make_loader(dataset, batch_size, workers)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, unit="batch", disable=not progress or None, leave=False):
+    for x, y in progress_bar(loader, progress, desc):
         feats.append(backbone(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
