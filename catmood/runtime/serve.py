@@ -60,7 +60,7 @@ class LiveView:
                                        ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.label_counter = Counter("catmood_labels", "Frames per shown label", ["label"], registry=self.registry)
         self.registry.register(_Gauges(self))
-        self._build_status()
+        self.status = self.build_status()
         self.server = _bind(host, port, self)
         self.port = self.server.server_address[1]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
@@ -91,7 +91,7 @@ class LiveView:
         """Stop serving: every open stream ends, the port is released."""
         self._observe(None)
         self.running = False
-        self._build_status()
+        self.status = self.build_status()
         with self.ready:
             self.tick += 1
             self.ready.notify_all()
@@ -111,7 +111,7 @@ class LiveView:
                 seen = latest[0]
                 if self.viewers:
                     self.snapshot()
-                self._build_status()
+                self.status = self.build_status()
                 with self.ready:
                     self.tick += 1
                     self.ready.notify_all()
@@ -130,9 +130,10 @@ class LiveView:
                 self.jpeg = cached = (latest[0], data.tobytes(), now)
             return cached[1]
 
-    def _build_status(self) -> None:
+    def build_status(self) -> bytes:
+        """The run now as JSON: the latest event, fps, frames, dropped, recent stage latencies, colours."""
         latest = self.latest
-        self.status = json.dumps(dict(
+        return json.dumps(dict(
             running=self.running, source=self.source, classes=self.class_names,
             colours={name: "#%02x%02x%02x" % colour(name, self.class_names)[::-1] for name in self.class_names},
             frames=self.frames, dropped=self.dropped(), fps=round(latest[3] or 0.0, 2) if latest else 0.0,
@@ -237,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route in ("/", "/index.html"):
             self._send(200, page(), "text/html; charset=utf-8")
         elif route == "/status.json":
-            self._send(200, view.status, "application/json")
+            self._send(200, view.build_status(), "application/json")
         elif route == "/snapshot.jpg":
             jpeg = view.snapshot()
             if jpeg is None:
