@@ -243,7 +243,7 @@ def test_a_wrong_token_gets_401_and_the_right_one_200(monkeypatch):
         view.close()
 
 
-def test_default_bind_is_loopback_and_addresses_are_checked():
+def test_default_bind_is_loopback_and_addresses_are_checked(capsys):
     args = cli.build_parser().parse_args(["run", "m.onnx", "--source", "0", "--serve", "0"])
     assert args.serve == "0" and args.serve_fps == RuntimeOptions.default("serve_fps")
     assert RuntimeOptions.default("serve") is None and serve_address("8080") == ("127.0.0.1", 8080)
@@ -265,6 +265,11 @@ def test_default_bind_is_loopback_and_addresses_are_checked():
     for bad in ("abc", "70000", "host:", "-1"):
         with pytest.raises(CatmoodError, match="--serve must be"):
             RuntimeOptions(serve=bad)
+    assert cli.main(["run", "m.onnx", "--source", "0", "--serve", "localhost"]) == 2
+    assert capsys.readouterr().err.strip() == ("catmood: error: --serve must be [HOST:]PORT with PORT a number "
+                                               "0-65535, got 'localhost'")
+    with pytest.raises(CatmoodError, match="give --serve"):
+        RuntimeOptions(serve_token="x")
     with pytest.raises(CatmoodError, match="--serve-fps"):
         RuntimeOptions(serve="0", serve_fps=0)
     notes = []

@@ -9,8 +9,7 @@ from ..errors import CatmoodError
 
 # Field -> the `catmood run` flag that sets it, so a bad value is named as the user typed it.
 FLAGS = {"alpha": "--smooth", "hold_s": "--hold", "threshold": "--threshold", "detect_every": "--detect-every",
-         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve": "--serve",
-         "serve_fps": "--serve-fps"}
+         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve_fps": "--serve-fps"}
 LOOPBACK = "127.0.0.1"  # where --serve listens unless a host is given
 TOKEN_ENV = "CATMOOD_SERVE_TOKEN"  # the live view's token when serve_token is None
 
@@ -40,9 +39,11 @@ class RuntimeOptions:
                   ("max_faces", _whole(self.max_faces) and self.max_faces >= 1, "a whole number >= 1"),
                   ("max_frames", self.max_frames is None or (_whole(self.max_frames) and self.max_frames >= 1),
                    "a whole number >= 1"),
-                  ("serve_fps", self.serve_fps > 0, "> 0"))
+                  ("serve_fps", 0 < self.serve_fps <= 240, "in (0, 240]"))
         if self.serve is not None:
             serve_address(self.serve)
+        elif self.serve_token:
+            raise CatmoodError("--serve-token protects the live view: give --serve [HOST:]PORT too")
         for name, ok, rule in checks:
             if not ok:
                 raise CatmoodError(f"{FLAGS[name]} must be {rule}, got {getattr(self, name)!r}")
