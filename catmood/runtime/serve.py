@@ -50,7 +50,7 @@ class LiveView:
         self.frames, self.running, self.viewers = 0, True, 0
         self.ready = threading.Condition()
         self.tick = 0
-        self.jpeg: tuple[int, bytes, float] | None = None  # (seq, JPEG of that frame, when encoded)
+        self.jpeg: tuple | None = None  # (seq, JPEG of that frame, when encoded, as an MJPEG part)
         self.encode_lock = threading.Lock()
         self.recent = {}
         self.previous_latency: dict | None = None
@@ -117,18 +117,20 @@ class LiveView:
                     self.ready.notify_all()
             time.sleep(max(0.0, self.period - (time.perf_counter() - started)))
 
-    def snapshot(self) -> bytes | None:
-        """The JPEG of the newest frame (None before the first): encoded once for everyone who asks, and
-        again only for a newer frame once the last encoding is `1 / serve_fps` old."""
+    def snapshot(self, part: bool = False) -> bytes | None:
+        """The JPEG of the newest frame (None before the first), or with `part` that JPEG as one part of the
+        MJPEG stream: encoded once for everyone who asks, and again only for a newer frame once the last
+        encoding is `1 / serve_fps` old."""
         with self.encode_lock:
             latest, cached = self.latest, self.jpeg
             if latest is None:
                 return None
             now = time.perf_counter()
             if cached is None or (cached[0] != latest[0] and now - cached[2] >= self.period * 0.9):
-                ok, data = cv2.imencode(".jpg", latest[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                self.jpeg = cached = (latest[0], data.tobytes(), now)
-            return cached[1]
+                jpeg = cv2.imencode(".jpg", latest[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                self.jpeg = cached = (latest[0], jpeg, now, head.encode() + jpeg + b"\r\n")
+            return cached[3] if part else cached[1]
 
     def build_status(self) -> bytes:
         """The run now as JSON: the latest event, fps, frames, dropped, recent stage latencies, colours."""
@@ -278,12 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
             tick, sent = -1, None
             while view.running:
                 tick = view.wait(tick)
-                jpeg = view.snapshot()
-                if jpeg is None or jpeg is sent:
-                    continue
-                sent = jpeg
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
+                part = view.snapshot(part=True)
+                if part is not None and part is not sent:
+                    self.wfile.write(part)
+                    sent = part
         finally:
             with view.ready:
                 view.viewers -= 1
