@@ -8,6 +8,10 @@ video (not paced: as fast as the pipeline goes) without --serve, with --serve an
 gives the median per mode and the median per-round cost. The viewers run in their own process (as browsers
 would) and read and discard the stream; the pipeline's frames only start flowing once all are connected.
 fps is taken between the first and the last result, so the wait for viewers is not counted.
+
+On a shared machine wall-clock fps drifts with other people's load by more than the effect measured, so the
+CPU time the process spends per frame (pipeline and server threads; the viewers' process apart) is given
+too: on a machine whose cores are all busy, fps falls by the share that CPU time per frame rises.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,6 +83,11 @@ class ViewedSource(FrameSource):
         return int(self.process.communicate(timeout=120)[0]) if self.process else 0
 
 
+def _cpu_seconds(who) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _gauge(url: str, name: str) -> float:
     with urllib.request.urlopen(url + "metrics", timeout=10) as response:
         families = text_string_to_metric_families(response.read().decode())
@@ -94,11 +104,15 @@ def one_run(model: Path, video: Path, viewers: int | None) -> dict:
         if line.startswith("live view: "):
             url["url"] = line.split()[2]
 
+    cpu, viewers_cpu = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     summary = run_pipeline(model, source, options, device="cpu", echo=echo,
                            on_result=lambda r: stamps.append(time.perf_counter()))
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu  # the viewers' wait included: they idle until frames flow
     received = source.received_bytes()
     seconds = stamps[-1] - stamps[0]
     return dict(fps=(len(stamps) - 1) / seconds, frames=summary.frames, seconds=seconds,
+                cpu_ms_per_frame=1000 * cpu / summary.frames,
+                viewers_cpu_ms_per_frame=1000 * (_cpu_seconds(resource.RUSAGE_CHILDREN) - viewers_cpu) / summary.frames,
                 viewer_mb_s=received / max(viewers or 1, 1) / seconds / 1e6)
 
 
@@ -125,14 +139,17 @@ def main() -> None:
                     print(f"{name} round {round_ + 1} {label}: {runs[label][-1]['fps']:.1f} fps", flush=True)
             zero, full = runs[modes[1][0]], runs[modes[2][0]]
             cost = statistics.median(1 - f["fps"] / z["fps"] for z, f in zip(zero, full))
+            cpu_cost = statistics.median(f["cpu_ms_per_frame"] / z["cpu_ms_per_frame"] - 1 for z, f in zip(zero, full))
             for label, _ in modes:
-                fps = statistics.median(r["fps"] for r in runs[label])
-                mb_s = statistics.median(r["viewer_mb_s"] for r in runs[label])
-                rows.append([name, label, f"{fps:.1f}", f"{mb_s:.2f}" if label == modes[2][0] else "",
-                             f"{cost:+.1%}" if label == modes[2][0] else ""])
-            records.append(dict(model=name, runs=runs, cost=cost))
-    table = format_table(["model", "mode", "pipeline fps (median)", "MB/s per viewer", "fps cost vs 0 viewers"],
-                         rows)
+                median = {k: statistics.median(r[k] for r in runs[label]) for k in runs[label][0]}
+                last = label == modes[2][0]
+                rows.append([name, label, f"{median['fps']:.1f}", f"{median['cpu_ms_per_frame']:.2f}",
+                             f"{median['viewers_cpu_ms_per_frame']:.2f}" if last else "",
+                             f"{median['viewer_mb_s']:.2f}" if last else "", f"{cost:+.1%}" if last else "",
+                             f"{cpu_cost:+.1%}" if last else ""])
+            records.append(dict(model=name, runs=runs, fps_cost=cost, cpu_cost=cpu_cost))
+    table = format_table(["model", "mode", "fps (median)", "CPU ms/frame", "viewers' CPU ms/frame",
+                          "MB/s per viewer", "fps cost vs 0 viewers", "CPU/frame cost vs 0 viewers"], rows)
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
            f"{os.getloadavg()[0]:.1f}, serve fps {RuntimeOptions.default('serve_fps')}, {args.frames} frames x "
            f"{args.rounds} rounds")
