@@ -254,7 +254,7 @@ def _cmd_export(args) -> int:
 
 
 def _add_run(sub) -> None:
-    from .runtime.options import RuntimeOptions
+    from .runtime.options import TOKEN_ENV, RuntimeOptions
 
     run = sub.add_parser("run", help="classify camera, video, stream or image frames in real time",
                          description="MODEL is a .onnx, an .engine (with its sidecar) or a checkpoint; its spec "
@@ -280,6 +280,13 @@ def _add_run(sub) -> None:
                      help="run the face detector every N frames (default %(default)s)")
     run.add_argument("--max-frames", type=int, default=default("max_frames"), help="stop after N frames")
     run.add_argument("--summary", type=Path, metavar="JSON", help="also write the run summary as JSON")
+    run.add_argument("--serve", metavar="[HOST:]PORT", default=default("serve"),
+                     help="live view in a browser: page, MJPEG, status, metrics (HOST defaults to 127.0.0.1; "
+                          "0.0.0.0 for every interface)")
+    run.add_argument("--serve-token", metavar="TOKEN", default=default("serve_token"),
+                     help=f"viewers must send it (?token= or Authorization: Bearer); default: ${TOKEN_ENV}")
+    run.add_argument("--serve-fps", type=float, default=default("serve_fps"),
+                     help="live view frame rate cap (default %(default)s)")
     run.set_defaults(func=_cmd_run)
 
 
@@ -296,7 +303,8 @@ def _cmd_run(args) -> int:
 
     options = RuntimeOptions(faces=args.faces, alpha=args.smooth, hold_s=args.hold, threshold=args.threshold,
                              detect_every=args.detect_every, realtime=args.realtime, show=args.show,
-                             out=args.out, events=args.events, max_frames=args.max_frames)
+                             out=args.out, events=args.events, max_frames=args.max_frames, serve=args.serve,
+                             serve_token=args.serve_token, serve_fps=args.serve_fps)
     summary = run_pipeline(args.model, args.source, options, backend=args.backend, device=args.device)
     if args.summary:
         atomic_write_json(args.summary, summary.to_dict())

@@ -9,7 +9,9 @@ from ..errors import CatmoodError
 
 # Field -> the `catmood run` flag that sets it, so a bad value is named as the user typed it.
 FLAGS = {"alpha": "--smooth", "hold_s": "--hold", "threshold": "--threshold", "detect_every": "--detect-every",
-         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces"}
+         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve_fps": "--serve-fps"}
+LOOPBACK = "127.0.0.1"  # where --serve listens unless a host is given
+TOKEN_ENV = "CATMOOD_SERVE_TOKEN"  # the live view's token when serve_token is None
 
 
 @dataclass
@@ -26,6 +28,9 @@ class RuntimeOptions:
     out: str | None = None         # annotated video (mp4v)
     events: str | None = None      # JSON lines, one per frame
     max_frames: int | None = None  # stop after this many frames (None: the whole source)
+    serve: str | None = None       # "[HOST:]PORT": live view in a browser (HOST: LOOPBACK; PORT 0: any free one)
+    serve_token: str | None = None  # viewers must present it (None: the TOKEN_ENV variable, if set)
+    serve_fps: float = 10.0        # the live view's JPEG and update rate, at most
 
     def __post_init__(self):
         checks = (("alpha", 0 < self.alpha <= 1, "in (0, 1]"), ("hold_s", self.hold_s >= 0, ">= 0"),
@@ -33,7 +38,12 @@ class RuntimeOptions:
                   ("detect_every", _whole(self.detect_every) and self.detect_every >= 1, "a whole number >= 1"),
                   ("max_faces", _whole(self.max_faces) and self.max_faces >= 1, "a whole number >= 1"),
                   ("max_frames", self.max_frames is None or (_whole(self.max_frames) and self.max_frames >= 1),
-                   "a whole number >= 1"))
+                   "a whole number >= 1"),
+                  ("serve_fps", 0 < self.serve_fps <= 240, "in (0, 240]"))
+        if self.serve is not None:
+            serve_address(self.serve)
+        elif self.serve_token:
+            raise CatmoodError("--serve-token protects the live view: give --serve [HOST:]PORT too")
         for name, ok, rule in checks:
             if not ok:
                 raise CatmoodError(f"{FLAGS[name]} must be {rule}, got {getattr(self, name)!r}")
@@ -42,6 +52,15 @@ class RuntimeOptions:
     def default(cls, name: str):
         """A field's default (the CLI shows and uses it)."""
         return next(f.default for f in fields(cls) if f.name == name)
+
+
+def serve_address(text: str) -> tuple[str, int]:
+    """(host, port) of "[HOST:]PORT" ("8080", "0.0.0.0:8080", "[::1]:8080"); the host defaults to loopback."""
+    host, _, port = str(text).strip().rpartition(":")
+    host = host.strip("[]") or LOOPBACK
+    if not (port.isdigit() and int(port) <= 65535):
+        raise CatmoodError(f"--serve must be [HOST:]PORT with PORT a number 0-65535, got {text!r}")
+    return host, int(port)
 
 
 def _whole(value) -> bool:

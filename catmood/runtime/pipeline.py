@@ -110,7 +110,7 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
          f"{frames_in.kind} {frames_in.name}" + (" | cat faces" if options.faces else " | whole frame"))
     for note in classifier.notes:
         echo(f"note: {note}")
-    sinks = _Sinks(options, spec.class_names, frames_in.fps, echo)
+    sinks = _Sinks(options, spec.class_names, frames_in.fps, echo, source=frames_in)
     times = {stage: [] for stage in STAGES}
     started = time.perf_counter()
     try:
@@ -143,10 +143,17 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
 
 
 class _Sinks:
-    """The runtime's outputs: overlay (drawn when a video or window wants it), video, events, window."""
+    """The runtime's outputs: overlay (drawn when a video, window or live view wants it), video, events,
+    window, live view."""
 
-    def __init__(self, options: RuntimeOptions, class_names, fps: float | None, echo):
+    def __init__(self, options: RuntimeOptions, class_names, fps: float | None, echo, source: FrameSource):
         self.options, self.class_names, self.fps, self.echo = options, class_names, fps, echo
+        self.live = None
+        if options.serve is not None:  # first: a port already in use stops the run before any file is opened
+            from .serve import LiveView  # prometheus_client and the HTTP server only when serving
+
+            self.live = LiveView(options.serve, class_names, token=options.serve_token, fps=options.serve_fps,
+                                 source=source.name, dropped=lambda: source.dropped, echo=echo)
         self.events = open(options.events, "w", buffering=1 << 16) if options.events else None
         self.video: _VideoOut | None = None
         self.window = options.show
@@ -160,7 +167,7 @@ class _Sinks:
         self.fps_ema = instant if self.fps_ema is None else 0.9 * self.fps_ema + 0.1 * instant
         self.last = now
         image, options = result.frame.image, self.options
-        if options.out or self.window:
+        if options.out or self.window or self.live:
             draw(image, [(f.box, f.decision, f.track_id) for f in result.faces], self.class_names, self.fps_ema,
                  options.faces)
         if options.out:
@@ -171,8 +178,12 @@ class _Sinks:
             self.window = _show(image, self.echo)
             if self.window == "quit":
                 return False
-        if self.events is not None:
-            self.events.write(json.dumps(_event(result, self.class_names, options.faces)) + "\n")
+        if self.events is not None or self.live is not None:
+            event = _event(result, self.class_names, options.faces)
+            if self.events is not None:
+                self.events.write(json.dumps(event) + "\n")
+            if self.live is not None:
+                self.live.publish(image, event, result.latency_ms, self.fps_ema)
         return True
 
     def close(self) -> tuple[str | None, str | None]:
@@ -183,6 +194,8 @@ class _Sinks:
             self.video.close()
         if self.options.show:
             _close_windows()
+        if self.live is not None:
+            self.live.close()
         return (self.options.events if self.events is not None else None,
                 self.options.out if self.video is not None else None)
 
