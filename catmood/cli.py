@@ -328,7 +328,7 @@ def _run_source(args, options, source) -> int:
     from .runtime.pipeline import run_pipeline
 
     sources = [args.source] if isinstance(args.source, str) else args.source
-    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *sources]  # an engine's sidecar too
+    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *sources, args.detector]  # and a sidecar
     for path, what, kind in ((args.events, "--events", "JSON lines file"), (args.csv, "--csv", "CSV file"),
                              (args.summary, "--summary", "JSON file")):
         if path:

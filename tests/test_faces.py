@@ -75,13 +75,14 @@ def save(graph, path: Path) -> Path:
     return path
 
 
-def constant_yolo(path: Path, table: np.ndarray, side: int = 64) -> Path:
+def constant_yolo(path: Path, table: np.ndarray, side: int = 64, dtype=TensorProto.FLOAT) -> Path:
     """A YOLOv8-layout model [1, 3, side, side] -> `table` (its output whatever the image; the input is
     used, times zero, so the graph is a real function of it)."""
-    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
              helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
              helper.make_node("Add", ["table", "nothing"], ["output0"])]
-    graph = helper.make_graph(nodes, "yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side])],
+    graph = helper.make_graph(nodes, "yolo", [helper.make_tensor_value_info("images", dtype, [1, 3, side, side])],
                               [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(table.shape))],
                               [numpy_helper.from_array(table.astype(np.float32), "table"),
                                numpy_helper.from_array(np.zeros((), np.float32), "zero")])
@@ -142,7 +143,8 @@ def test_torchvision_layout_reads_rgb_in_0_to_1(tmp_path):
 def test_other_layouts_and_bad_files_are_refused_in_one_line(tmp_path):
     cases = [(constant_yolo(tmp_path / "v5.onnx", np.zeros((1, 200, 85), np.float32)), "one row per box"),
              (constant_yolo(tmp_path / "cls.onnx", np.zeros((1, 3), np.float32)), "not a detector layout"),
-             (constant_yolo(tmp_path / "small.onnx", yolo_table([], classes=3)), "not one of its 3 classes")]
+             (constant_yolo(tmp_path / "small.onnx", yolo_table([], classes=3)), "not one of its 3 classes"),
+             (constant_yolo(tmp_path / "u8.onnx", yolo_table([]), dtype=TensorProto.UINT8), "a test frame did not run")]
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     cases += [(tmp_path / "junk.onnx", "cannot open it as a detector"), (tmp_path / "none.onnx", "not found")]
     for path, words in cases:

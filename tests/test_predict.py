@@ -177,3 +177,28 @@ def test_predict_with_faces_says_which_photo_has_none_and_times_detection(models
     stages = json.loads((tmp_path / "s.json").read_text())["stages_ms"]
     assert list(stages) == ["capture", "detect", "preprocess", "inference", "postprocess"]
     assert stages["detect"]["mean"] > stages["preprocess"]["mean"]  # the cascades, not the crop, cost time
+
+
+def test_predict_with_a_users_onnx_detector(models, tmp_path, capsys):
+    from test_faces import constant_yolo, yolo_table
+
+    _, onnx_model, _ = models
+    detector = constant_yolo(tmp_path / "yolo.onnx", yolo_table([(32, 32, 20, 16, 15, 0.9), (10, 20, 8, 8, 16, 0.95)]))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), natural_image(96, 128, seed=i))
+    rows_csv = tmp_path / "d.csv"
+    assert cli.main(["predict", str(onnx_model), str(folder), "--detector", str(detector), "--detector-class", "16",
+                     "--csv", str(rows_csv)]) == 0
+    rows = list(csv.DictReader(rows_csv.open()))
+    assert [tuple(int(r[k]) for k in "xywh") for r in rows] == [(12, 16, 16, 16)] * 2  # the class asked for, mapped back
+    classifier = select_classifier(onnx_model)
+    crop = cv2.imread(str(folder / "0.png"))[12:36, 8:32]  # the box padded by a quarter on every side
+    own = classifier.predict(preprocess(crop, classifier.spec))[0]
+    np.testing.assert_allclose([float(rows[0][f"p_{n}"]) for n in classifier.spec.class_names], own, atol=1e-4)
+    capsys.readouterr()
+    rows_csv.unlink()
+    assert cli.main(["predict", str(onnx_model), str(folder), "--detector", str(detector), "--detector-class", "80",
+                     "--csv", str(rows_csv)]) == 2
+    assert "--detector-class 80 is not one of its 80 classes" in capsys.readouterr().err and not rows_csv.exists()

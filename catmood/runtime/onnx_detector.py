@@ -49,7 +49,13 @@ class OnnxCatDetector:
         else:
             self.names = _torchvision_names(self.path, self.outputs)
         self.sides = sides
-        self.detect(np.full((48, 64, 3), LETTERBOX_GREY, np.uint8))  # wrong shapes surface now, not mid-run
+        try:  # wrong shapes and types surface now, in one line, not at the first frame
+            self.detect(np.full((48, 64, 3), LETTERBOX_GREY, np.uint8))
+        except CatmoodError:
+            raise
+        except Exception as exc:  # ONNX Runtime's own errors: the input it wants is not an image as fed
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CatmoodError(f"{self.path}: a test frame did not run through it ({first})") from None
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         tensor, scale, pad = self._input(frame)
