@@ -21,16 +21,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    # Not mkstemp: its 0600 mode would survive the rename. A unique name the writer creates itself keeps
-    # the user's umask. The real suffix stays last because writers choose the format from it.
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-                              f"{path.suffix if suffix is None else suffix}")
+    tmp_path = temporary_path(path, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def temporary_path(path: Path, suffix: str | None = None) -> Path:
+    """A unique temporary name beside `path`, of the form `remove_stale_temporaries` cleans up. Not mkstemp:
+    its 0600 mode would survive the rename; a name the writer creates itself keeps the user's umask. The
+    real suffix stays last because writers choose the format from it."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+                          f"{path.suffix if suffix is None else suffix}")
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:

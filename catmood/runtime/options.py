@@ -9,7 +9,8 @@ from ..errors import CatmoodError
 
 # Field -> the `catmood run` flag that sets it, so a bad value is named as the user typed it.
 FLAGS = {"alpha": "--smooth", "hold_s": "--hold", "threshold": "--threshold", "detect_every": "--detect-every",
-         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve_fps": "--serve-fps"}
+         "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve_fps": "--serve-fps",
+         "top_k": "--top-k", "detector_class": "--detector-class"}
 LOOPBACK = "127.0.0.1"  # where --serve listens unless a host is given
 TOKEN_ENV = "CATMOOD_SERVE_TOKEN"  # the live view's token when serve_token is None
 
@@ -17,6 +18,8 @@ TOKEN_ENV = "CATMOOD_SERVE_TOKEN"  # the live view's token when serve_token is N
 @dataclass
 class RuntimeOptions:
     faces: bool = False            # classify cat-face crops instead of the whole frame
+    detector: str | None = None    # a user's ONNX object detector finds the cats (implies faces); None: Haar
+    detector_class: int = 15       # the detector's class to take: COCO's cat (15 of 80; 17 in the 91-id list)
     alpha: float = 0.4             # EMA weight of the newest frame's probabilities (1: no smoothing)
     hold_s: float = 0.5            # a new label must lead this long before it is shown
     threshold: float = 0.5         # below this smoothed confidence the label is 'uncertain'
@@ -25,8 +28,10 @@ class RuntimeOptions:
     max_faces: int = 8
     realtime: bool = False         # files: pace at native fps and drop late frames
     show: bool = False             # a window (q quits) when a display exists
-    out: str | None = None         # annotated video (mp4v)
-    events: str | None = None      # JSON lines, one per frame
+    out: str | None = None         # annotated video (mp4v); images: a folder of annotated copies
+    events: str | None = None      # JSON lines, one per frame (per image, with its file)
+    csv: str | None = None         # CSV, one row per frame or image and face
+    top_k: int = 3                 # classes per printed line of an image
     max_frames: int | None = None  # stop after this many frames (None: the whole source)
     serve: str | None = None       # "[HOST:]PORT": live view in a browser (HOST: LOOPBACK; PORT 0: any free one)
     serve_token: str | None = None  # viewers must present it (None: the TOKEN_ENV variable, if set)
@@ -37,6 +42,8 @@ class RuntimeOptions:
                   ("threshold", 0 <= self.threshold <= 1, "in [0, 1]"), ("pad", self.pad >= 0, ">= 0"),
                   ("detect_every", _whole(self.detect_every) and self.detect_every >= 1, "a whole number >= 1"),
                   ("max_faces", _whole(self.max_faces) and self.max_faces >= 1, "a whole number >= 1"),
+                  ("top_k", _whole(self.top_k) and self.top_k >= 1, "a whole number >= 1"),
+                  ("detector_class", _whole(self.detector_class) and self.detector_class >= 0, "a whole number >= 0"),
                   ("max_frames", self.max_frames is None or (_whole(self.max_frames) and self.max_frames >= 1),
                    "a whole number >= 1"),
                   ("serve_fps", 0 < self.serve_fps <= 240, "in (0, 240]"))
@@ -47,6 +54,8 @@ class RuntimeOptions:
         for name, ok, rule in checks:
             if not ok:
                 raise CatmoodError(f"{FLAGS[name]} must be {rule}, got {getattr(self, name)!r}")
+        if self.detector:
+            self.faces = True
 
     @classmethod
     def default(cls, name: str):
