@@ -14,12 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.images import load_rgb
-from ..errors import CatmoodError, ImageError
+from ..errors import CatmoodError
 from ..fileio import KIND_OF_SUFFIX, atomic_path, check_output
 from .classify import INDEPENDENT_KINDS, FrameResult
 from .options import RuntimeOptions
-from .sources import FrameSource, ImageListSource, open_source
+from .sources import FrameSource, ImageListSource, open_source, unreadable_reason
 
 
 def open_images(sources: str | list[str]) -> FrameSource:
@@ -98,15 +97,6 @@ class ImageOutputs:
                 raise CatmoodError(f"{target}: OpenCV could not write the annotated image there")
         self.written += 1
         return target
-
-
-def unreadable_reason(path: Path) -> str:
-    """Why OpenCV could not read an image: what Pillow says of it, which names the problem."""
-    try:
-        load_rgb(path)
-    except ImageError as exc:
-        return exc.reason
-    return "OpenCV cannot decode it (Pillow can: convert it to PNG or JPEG)"
 
 
 def annotated_targets(out: str | os.PathLike, source: FrameSource, inputs=()) -> list[Path]:

@@ -179,7 +179,7 @@ class ImageListSource(FrameSource):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 self.dropped += 1
-                skipped.append(f"{path} [{_why_unreadable(path)}]")
+                skipped.append(f"{path} [{unreadable_reason(path)}]")
                 continue
             yield Frame(image, index, float(index), (time.perf_counter() - t0) * 1000)
         if skipped:
@@ -187,12 +187,13 @@ class ImageListSource(FrameSource):
             self.end_reason += f"; skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:3])}{more}"
 
 
-def _why_unreadable(path: Path) -> str:
+def unreadable_reason(path: Path) -> str:
+    """Why OpenCV could not read an image: what Pillow says of it, which names the problem."""
     try:
         load_rgb(path)
     except ImageError as exc:
         return exc.reason
-    return "OpenCV cannot decode it"
+    return "OpenCV cannot decode it (Pillow can: convert it to PNG or JPEG)"
 
 
 class LiveSource(FrameSource):
