@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import catmood
 from catmood import cli
 from catmood.errors import CatmoodError
 from catmood.fileio import pid_alive
@@ -111,7 +112,7 @@ def test_two_trainings_into_one_folder_and_a_dead_writers_lock(shapes_data, tmp_
     out = tmp_path / "run"
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(cli.__file__).parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(catmood.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     first = subprocess.Popen([sys.executable, str(script), str(shapes_data), str(out)], env=env)
     try:
