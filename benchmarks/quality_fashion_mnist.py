@@ -154,7 +154,7 @@ def run_recipe(name: str, data: Path, out: Path, input_size: int | None = None, 
                   best_epoch=result.best_epoch, epochs=config.epochs, seconds=seconds, seed=seed,
                   device=torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores",
                   load_avg=[round(load_before, 2), round(load_after, 2)], probe=config.probe_epochs > 0,
-                  history=[{k: h[k] for k in ("epoch", "stage", "val_accuracy", "val_macro_f1", "seconds") if k in h}
+                  history=[{k: h[k] for k in ("epoch", "stage", "valid_accuracy", "valid_macro_f1", "seconds") if k in h}
                            for h in result.history])
     if result.best_epoch != config.epochs and not config.freeze_backbone:
         weights = "ema" if config.ema_decay else "model"

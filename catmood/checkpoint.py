@@ -138,7 +138,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: holds no model weights")
     return Checkpoint(path=path, spec=spec, state_dict=state, dropout=float(data.get("dropout", 0.0)),
                       config=data.get("config") or {}, metrics=data.get("metrics") or {},
-                      history=data.get("history") or [], epoch=int(data.get("epoch", 0)),
+                      history=_current_keys(data.get("history") or []), epoch=int(data.get("epoch", 0)),
                       provenance=data.get("provenance") or {}, training_state=data.get("training_state"))
 
 
@@ -170,3 +170,9 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _current_keys(history: list[dict]) -> list[dict]:
+    """Epoch rows with today's key names: checkpoints written before the validation split was called "valid"
+    everywhere have val_loss, val_accuracy and val_macro_f1."""
+    return [{"valid_" + k[4:] if k.startswith("val_") else k: v for k, v in row.items()} for row in history]

@@ -104,6 +104,15 @@ def test_checkpoint_round_trip(saved):
     assert torch.allclose(model_from_checkpoint(ckpt)(x), model.eval()(x))
 
 
+def test_history_of_an_older_checkpoint_reads_with_todays_keys(tmp_path):
+    spec = ModelSpec("timm:test_resnet", ("a", "b"), input_size=48, resize_size=54)
+    old = [dict(epoch=1, train_loss=0.9, val_loss=0.8, val_accuracy=0.5, val_macro_f1=0.4)]
+    path = save_checkpoint(Checkpoint(None, spec, build_model(spec.architecture, 2, 0.1).state_dict(), history=old),
+                           tmp_path / "old.pt")
+    assert load_checkpoint(path).history == [dict(epoch=1, train_loss=0.9, valid_loss=0.8, valid_accuracy=0.5,
+                                                  valid_macro_f1=0.4)]
+
+
 def test_bad_checkpoints_are_one_clear_line(saved, tmp_path):
     path, model = saved
     cases = {}

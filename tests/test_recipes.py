@@ -54,24 +54,24 @@ def test_the_default_recipe_probes_first_and_keeps_the_better_model(tints_data, 
     probe, *tuned = result.history
     assert probe["stage"] == "probe" and probe["epoch"] == 0 and len(tuned) == config.epochs
     # The probe stage trained the head: well above chance (1/3) on validation before any backbone weight moved.
-    assert probe["val_accuracy"] >= 0.6
+    assert probe["valid_accuracy"] >= 0.6
     # Fine-tuning replaces the probe only when better on validation by probe_margin.
-    winners = [h for h in tuned if h["val_macro_f1"] > probe["val_macro_f1"] + config.probe_margin]
-    best = max(winners, key=lambda h: h["val_macro_f1"]) if winners else probe
+    winners = [h for h in tuned if h["valid_macro_f1"] > probe["valid_macro_f1"] + config.probe_margin]
+    best = max(winners, key=lambda h: h["valid_macro_f1"]) if winners else probe
     assert result.best_epoch == best["epoch"]
     final = result.final["valid"]
-    assert final["macro_f1"] == pytest.approx(best["val_macro_f1"])  # best.pt is what validation chose
-    assert final["macro_f1"] >= probe["val_macro_f1"]
+    assert final["macro_f1"] == pytest.approx(best["valid_macro_f1"])  # best.pt is what validation chose
+    assert final["macro_f1"] >= probe["valid_macro_f1"]
 
 
 def test_a_fine_tune_that_only_hurts_falls_back_to_the_probe(tints_data, tmp_path):
     # An absurd learning rate wrecks every fine-tuning epoch; the run must still return its probe.
     result = train(default_recipe(tints_data, tmp_path / "run", lr=3.0, epochs=2), **QUIET)
     probe, *tuned = result.history
-    assert probe["val_accuracy"] >= 0.6
-    assert all(h["val_macro_f1"] < probe["val_macro_f1"] for h in tuned)
+    assert probe["valid_accuracy"] >= 0.6
+    assert all(h["valid_macro_f1"] < probe["valid_macro_f1"] for h in tuned)
     assert result.best_epoch == 0
-    assert result.final["valid"]["accuracy"] == pytest.approx(probe["val_accuracy"])
+    assert result.final["valid"]["accuracy"] == pytest.approx(probe["valid_accuracy"])
     best, last = load_checkpoint(tmp_path / "run/best.pt"), load_checkpoint(tmp_path / "run/last.pt")
     assert best.epoch == 0 and last.epoch == 2
     assert not torch.equal(best.state_dict["head.1.weight"], last.state_dict["head.1.weight"])

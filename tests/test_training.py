@@ -112,7 +112,7 @@ def test_resume_after_ctrl_c_equals_an_uninterrupted_run(shapes_data, tmp_path, 
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert [h["val_accuracy"] for h in straight.history] == [h["val_accuracy"] for h in resumed.history]
+    assert [h["valid_accuracy"] for h in straight.history] == [h["valid_accuracy"] for h in resumed.history]
     best_a = torch.load(tmp_path / "straight/best.pt", weights_only=True)["state_dict"]
     best_b = torch.load(tmp_path / "broken/best.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(best_a[key], best_b[key]) for key in best_a)
@@ -134,11 +134,11 @@ def test_ema_weights_are_what_is_validated_and_saved_as_best(shapes_data, tmp_pa
 
     ema = last.training_state["ema"]
     # The last epoch's validation loss is the EMA's, not the raw weights'.
-    assert valid_loss(ema) == pytest.approx(result.history[-1]["val_loss"], abs=1e-5)
-    assert abs(valid_loss(last.state_dict) - result.history[-1]["val_loss"]) > 1e-4
+    assert valid_loss(ema) == pytest.approx(result.history[-1]["valid_loss"], abs=1e-5)
+    assert abs(valid_loss(last.state_dict) - result.history[-1]["valid_loss"]) > 1e-4
     best = load_checkpoint(tmp_path / "run/best.pt")
     again = evaluate_checkpoint(tmp_path / "run/best.pt", split="valid")
-    assert again["accuracy"] == pytest.approx(result.history[best.epoch]["val_accuracy"])
+    assert again["accuracy"] == pytest.approx(result.history[best.epoch]["valid_accuracy"])
 
 
 def test_flip_tta_averages_both_views_and_eval_reproduces_it(shapes_data, tmp_path):
@@ -179,7 +179,8 @@ def test_cached_feature_probe_matches_uncached(shapes_data, tmp_path):
     assert torch.allclose(a["head.1.bias"], b["head.1.bias"], atol=1e-5)
     backbone_keys = [k for k in a if k.startswith("backbone.")]
     assert all(torch.equal(a[k], b[k]) for k in backbone_keys)  # frozen: untouched in both
-    assert [round(h["val_accuracy"], 6) for h in cached.history] == [round(h["val_accuracy"], 6) for h in plain.history]
+    assert [round(h["valid_accuracy"], 6) for h in cached.history] == \
+        [round(h["valid_accuracy"], 6) for h in plain.history]
 
 
 def test_class_weights_early_stopping_and_accuracy_selection(shapes_data, tmp_path):

@@ -152,10 +152,10 @@ def _probe_stage(run: Run, fit: Fit) -> None:
     fit.probe_trained = True
     if run.dist.on:  # every rank trained the same head; make it bit-identical before DDP steps begin
         run.model.head.load_state_dict(broadcast(run.model.head.state_dict(), run.dist))
-    val_loss, val = validate(run.model, fit.val_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
-                             config.tta, run.show)
+    valid_loss, val = validate(run.model, fit.valid_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
+                               config.tta, run.show)
     row = dict(epoch=0, stage="probe", train_loss=outcome.train_loss, train_accuracy=outcome.train_accuracy,
-               val_loss=val_loss, val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], lr=0.0,
+               valid_loss=valid_loss, valid_accuracy=val["accuracy"], valid_macro_f1=val["macro_f1"], lr=0.0,
                seconds=outcome.seconds, images_per_s=outcome.features_per_s)
     _record(run, fit, row, val, "probe", "features")
 
@@ -186,11 +186,11 @@ def _epoch(run: Run, fit: Fit, epoch: int) -> bool:
     seconds = time.perf_counter() - started
     loss_sum, correct, seen = all_reduce_sum([stats.loss_sum, stats.correct, stats.seen], dist)
     evaluated = fit.ema.module if fit.ema is not None else fit.trainable
-    val_loss, val = validate(evaluated, fit.val_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
-                             config.tta, run.show)
+    valid_loss, val = validate(evaluated, fit.valid_loader, fit.criterion, run.device, run.amp, run.spec.class_names,
+                               config.tta, run.show)
     row = dict(epoch=epoch + 1, stage="probe" if config.freeze_backbone else "finetune",
-               train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1), val_loss=val_loss,
-               val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], lr=fit.scheduler.get_last_lr()[0],
+               train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1), valid_loss=valid_loss,
+               valid_accuracy=val["accuracy"], valid_macro_f1=val["macro_f1"], lr=fit.scheduler.get_last_lr()[0],
                seconds=seconds, images_per_s=seen / max(seconds, 1e-9))
     _record(run, fit, row, val, f"epoch {epoch + 1}/{config.epochs}", fit.unit)
     return bool(config.early_stopping and fit.bad_epochs >= config.early_stopping)
@@ -209,7 +209,7 @@ def _record(run: Run, fit: Fit, row: dict, val: dict, label: str, unit: str) -> 
     else:
         fit.bad_epochs += 1
     run.say(f"{label}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} | "
-            f"valid loss {row['val_loss']:.4f} acc {val['accuracy']:.3f} macro-F1 {val['macro_f1']:.3f}"
+            f"valid loss {row['valid_loss']:.4f} acc {val['accuracy']:.3f} macro-F1 {val['macro_f1']:.3f}"
             f"{' *best*' if improved else ''} | {row['images_per_s']:.1f} {unit}/s")
     if run.dist.main:
         state = dict(optimizer=fit.optimizer.state_dict(), scheduler=fit.scheduler.state_dict(),

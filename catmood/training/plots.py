@@ -34,7 +34,7 @@ def plot_curves(history: Sequence[dict], path: str | Path, best_epoch: int | Non
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train", color="#1f77b4")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation", color="#d62728")
+        ax.plot(epochs, [h[f"valid_{key}"] for h in history], "o-", label="validation", color="#d62728")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
         ax.set_xlabel("epoch")

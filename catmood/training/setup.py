@@ -54,7 +54,7 @@ class Fit:
     trainable: nn.Module                # the model, or its head on cached features
     module: nn.Module                   # trainable, wrapped for DDP when distributed
     train_loader: Any
-    val_loader: Any
+    valid_loader: Any
     sampler: Any
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
@@ -136,7 +136,7 @@ def _set_up(config: TrainConfig, ckpt: Checkpoint | None, progress: bool, echo, 
 def prepare_fit(run: Run) -> Fit:
     """What trains and on what: the whole model on images, or the head on cached backbone features."""
     config, model, spec = run.config, run.model, run.spec
-    train_samples, val_samples = run.index.splits["train"], run.index.splits["valid"]
+    train_samples, valid_samples = run.index.splits["train"], run.index.splits["valid"]
     if config.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -144,15 +144,15 @@ def prepare_fit(run: Run) -> Fit:
         sets = [torch.utils.data.TensorDataset(*compute_features(
             model.backbone, ImageDataset(samples, EvalTransform(spec)), run.device, config.eval_batch_size,
             run.workers, run.show, f"caching {split} features"))
-            for split, samples in (("train", train_samples), ("valid", val_samples))]
-        train_set, val_set, trainable, loader_workers, unit = *sets, model.head, 0, "features"
+            for split, samples in (("train", train_samples), ("valid", valid_samples))]
+        train_set, valid_set, trainable, loader_workers, unit = *sets, model.head, 0, "features"
     else:
         augment, why = choose_augment(train_samples, spec) if config.augment == "auto" else (config.augment, "")
         if why:
             run.say(f"augmentation: {augment} (auto: {why})")
         run.prov["augment"] = augment
         train_set = ImageDataset(train_samples, train_transform(spec, augment))
-        val_set = ImageDataset(val_samples, EvalTransform(spec))
+        valid_set = ImageDataset(valid_samples, EvalTransform(spec))
         trainable, loader_workers, unit = model, run.workers, "img"
 
     dist, generator, sampler = run.dist, torch.Generator(), None
@@ -173,7 +173,7 @@ def prepare_fit(run: Run) -> Fit:
                                config.scheduler)
     weight = _class_weights([s.label for s in train_samples], spec.num_classes).to(run.device) \
         if config.class_weighted else None
-    return Fit(trainable, module, train_loader, make_loader(val_set, config.eval_batch_size, loader_workers),
+    return Fit(trainable, module, train_loader, make_loader(valid_set, config.eval_batch_size, loader_workers),
                sampler, generator, optimizer, scheduler,
                torch.amp.GradScaler("cuda", enabled=run.amp == torch.float16),
                nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing), unit)
