@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data.images import load_rgb
 from ..data.report import format_table
 from ..fileio import atomic_write_json
@@ -21,7 +21,8 @@ from .plots import plot_confusion, plot_predictions
 def final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: list[dict], device, workers: int,
                       say, progress: bool = False) -> dict:
     """The best checkpoint on valid (used to pick it) and test (unseen), in FP32 as `catmood eval` measures
-    it, then plots, metrics.json and the summary."""
+    it, then plots, metrics.json and the summary. best.pt is read, never rewritten: the file a user exports
+    keeps the bytes (and sha256) it had when validation chose it; the final metrics go to metrics.json."""
     best = load_checkpoint(run_dir / "best.pt")
     model = model_from_checkpoint(best).to(device)
     final, predictions = {}, {}
@@ -41,8 +42,6 @@ def final_evaluation(run_dir: Path, index, spec, config: TrainConfig, history: l
                    f"confusion matrix ({shown}, {final[shown]['n']} images, best epoch {best.epoch})")
     plot_prediction_grid(index.splits["valid"], *predictions["valid"], spec, run_dir / "predictions.png")
 
-    best.metrics = final
-    save_checkpoint(best, run_dir / "best.pt")
     atomic_write_json(run_dir / "metrics.json", {"select": config.select, "best_epoch": best.epoch,
                                                   "history": history, "final": final,
                                                   "weights_source": best.provenance.get("weights_source")})
