@@ -108,6 +108,23 @@ def test_calibration_feeds_real_training_images_through_the_specs_preprocessing(
     assert {"Cast", "Mul", "Sub"} <= prepared
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_takes_any_number_of_images_and_an_unreadable_one(models, tmp_path, method):
+    """ONNX Runtime's histogram calibrators stack every batch of a stride: 29 readable images (not a multiple
+    of 8, with a broken file among them) once failed there with an 'inhomogeneous shape' error."""
+    train = Path(load_checkpoint(models[0]).config["data"]) / "train"
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for path in sorted(train.rglob("*.png"))[:29]:
+        shutil.copy(path, calib / f"{path.parent.name}_{path.name}")
+    (calib / "broken.png").write_bytes(b"not a png")
+    options = Int8Options(calib_images=30, calib_method=method, calib_dir=str(calib))
+    export_checkpoint(models[0], tmp_path / "out", onnx=False, fp16=False, int8=True, int8_options=options, **QUIET)
+    q = read_onnx_metadata(tmp_path / "out" / "model.int8.onnx")[1]["quantization"]
+    assert (q["calibration"]["method"], q["calibration"]["images"], q["calibration"]["unreadable"]) == (method, 29, 1)
+    assert q["calibration"]["batch"] == 1 and q["int8_layers"] == 15
+
+
 def _corrupt_scales(path: Path) -> None:
     """A broken quantization: the per-channel weight scales shuffled across channels and scaled up."""
     model = onnx.load(str(path))

@@ -141,6 +141,9 @@ class Int8Quantizer:
 
     def __init__(self, images: CalibrationImages, options: Int8Options = Int8Options()):
         self.images, self.options = images, options
+        # ONNX Runtime's histogram calibrators (entropy, percentile) stack each stride's outputs into one array,
+        # which fails when batches differ in size (a last partial batch, an unreadable image): one image each.
+        self.batch = options.batch if options.calib_method == "minmax" else 1
         self._tmp = tempfile.TemporaryDirectory(prefix="catmood-int8-")  # removed with this object
         self._prepared: dict[str, tuple[Path, Path, dict]] = {}  # source sha256 -> (model, ranges, facts)
 
@@ -156,7 +159,7 @@ class Int8Quantizer:
         sha = file_sha256(src)
         prepared, ranges, facts = self._prepared.get(sha) or self._prepare(src, sha)
         input_name = graph_input(onnx.load(str(prepared), load_external_data=False).graph).name
-        reader = CalibrationReader(self.images.paths, spec, input_name, self.options.batch)
+        reader = CalibrationReader(self.images.paths, spec, input_name, self.batch)
         quantized_path = Path(self._tmp.name) / f"{sha[:16]}-{'sym' if symmetric else 'cpu'}.onnx"
         _quantize(src, prepared, quantized_path, reader, self.options, facts["keep"], symmetric, ranges)
         if reader.used or reader.unreadable:  # calibrated now (not from the ranges of an earlier flavour)
@@ -213,7 +216,7 @@ class Int8Quantizer:
                 "weights": "int8 symmetric per output channel",
                 "calibration": {"method": options.calib_method, "images": facts["images"],
                                 "unreadable": facts["unreadable"], "source": self.images.source,
-                                "batch": options.batch, "input": "catmood.preprocess with the graph's spec"},
+                                "batch": self.batch, "input": "catmood.preprocess with the graph's spec"},
                 "float_nodes": [{"name": name, "op": op, "why": why} for name, (op, why) in facts["keep"].items()]}
 
 

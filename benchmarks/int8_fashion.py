@@ -1,0 +1,89 @@
+"""INT8 accuracy on real photographs: a fine-tuned checkpoint of the Fashion-MNIST quality benchmark exported
+as `catmood export --onnx --int8` does it (the gate on its validation split), then PyTorch, the FP32 ONNX and
+the INT8 ONNX scored on the test split (200 images) and on the 3040 left-over t10k images of the same classes.
+
+Reproduce (after benchmarks/quality_fashion_mnist.py has trained the run):
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/int8_fashion.py /tmp/catmood-quality/runs/finetune_seed_1/best.pt
+Target (issue 14): accuracy within 1 point of PyTorch and top-1 agreement >= 98%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fashion_mnist_data import rest_samples  # noqa: E402
+
+from catmood.backends import load_classifier  # noqa: E402
+from catmood.checkpoint import load_checkpoint  # noqa: E402
+from catmood.data.layouts import discover_dataset  # noqa: E402
+from catmood.export.options import CALIBRATION_METHODS, Int8Options  # noqa: E402
+from catmood.export.pipeline import export_checkpoint  # noqa: E402
+from catmood.training.evaluate import classification_metrics  # noqa: E402
+
+FORMATS = (("onnx", "model.onnx"), ("onnx-int8", "model.int8.onnx"))
+
+
+def score(checkpoint: Path, folder: Path, samples) -> dict:
+    """Accuracy (95% CI) of PyTorch and each exported file on `samples`, and each file's agreement with PyTorch."""
+    ckpt = load_checkpoint(checkpoint)
+    frames, labels = [cv2.imread(str(s.path)) for s in samples], np.asarray([s.label for s in samples])
+    reference = load_classifier(checkpoint, device="cpu").logits_of_frames(frames).argmax(1)
+    rows = {"pytorch": dict(metrics=classification_metrics(labels, reference, ckpt.spec.class_names), agreement=1.0)}
+    for fmt, name in FORMATS:
+        top = load_classifier(folder / name).logits_of_frames(frames).argmax(1)
+        rows[fmt] = dict(metrics=classification_metrics(labels, top, ckpt.spec.class_names),
+                         agreement=float((top == reference).mean()),
+                         flipped=[str(samples[i].path.name) for i in np.flatnonzero(top != reference)][:20])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--calib-method", default=Int8Options().calib_method, choices=CALIBRATION_METHODS)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    options = Int8Options(calib_method=args.calib_method)
+    ckpt = load_checkpoint(args.checkpoint)
+    data = Path(ckpt.config["data"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        report = export_checkpoint(args.checkpoint, folder, onnx=True, fp16=False, int8=True,
+                                   int8_options=options, latency=False)
+        gate = {r.format: dict(agreement=r.parity.agreement if r.parity else None, accuracy=r.accuracy,
+                               passed=r.passed) for r in report.results}
+        splits = {"test": discover_dataset(data, check_images=False).splits["test"],
+                  "rest": rest_samples(data, list(ckpt.spec.class_names))}
+        results = {split: score(args.checkpoint, folder, samples) for split, samples in splits.items()}
+    lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to "
+             f"{options.calib_images} training images; the gate on {report.n_images} validation images: "
+             + ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
+             + ")", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
+             "|---|---|---|---|---|---|"]
+    for split, rows in results.items():
+        base = rows["pytorch"]["metrics"]["accuracy"]
+        for fmt, row in rows.items():
+            m = row["metrics"]
+            lines.append(f"| {fmt} | {split} | {m['n']} | {m['accuracy']:.1%} ({m['accuracy_ci95'][0]:.1%}-"
+                         f"{m['accuracy_ci95'][1]:.1%}) | {(m['accuracy'] - base) * 100:+.2f} points | "
+                         f"{row['agreement']:.2%} |")
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"int8_fashion_{options.calib_method}"
+    (args.out / f"{name}.json").write_text(json.dumps(dict(checkpoint=str(args.checkpoint), gate=gate,
+                                                           calib_method=options.calib_method, results=results),
+                                                      indent=1, default=str))
+    (args.out / f"{name}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
