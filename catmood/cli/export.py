@@ -40,6 +40,12 @@ def add(sub) -> None:
                         help="INT8: how activation ranges are chosen (default %(default)s)")
     export.add_argument("--calib-dir", type=Path, metavar="DIR",
                         help="INT8: calibration images (default: the checkpoint's training split)")
+    export.add_argument("--qat-epochs", type=int, default=int8.qat_epochs, metavar="N",
+                        help="INT8: first fine-tune a copy for N epochs over the calibration images to give the "
+                             "checkpoint's answers through simulated INT8 (default %(default)s: off); for models "
+                             "whose INT8 file fails the gate")
+    export.add_argument("--qat-lr", type=float, default=int8.qat_lr,
+                        help="INT8: peak learning rate of that fine-tuning (default %(default)s)")
     export.add_argument("--fp32-max-diff", type=float, default=GATES["fp32"].max_logit_diff,
                         help="FP32 gate: max |logit diff|")
     export.add_argument("--fp32-agreement", type=float, default=GATES["fp32"].min_agreement,
@@ -71,7 +77,8 @@ def _cmd_export(args) -> int:
                                engine=EngineOptions(args.batch, args.workspace, args.version_compatible,
                                                     args.hardware_compatible),
                                int8_options=Int8Options(args.calib_images, args.calib_method,
-                                                        str(args.calib_dir) if args.calib_dir else None),
+                                                        str(args.calib_dir) if args.calib_dir else None,
+                                                        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr),
                                max_images=args.max_images, triton=args.triton, latency=args.latency,
                                gates={"fp32": Gate(args.fp32_max_diff, args.fp32_agreement),
                                       "fp16": Gate(None, args.fp16_agreement),

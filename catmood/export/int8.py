@@ -147,8 +147,10 @@ class Int8Quantizer:
         self._tmp = tempfile.TemporaryDirectory(prefix="catmood-int8-")  # removed with this object
         self._prepared: dict[str, tuple[Path, Path, dict]] = {}  # source sha256 -> (model, ranges, facts)
 
-    def __call__(self, src: str | os.PathLike, out: str | os.PathLike, *, symmetric: bool = False) -> Path:
-        """Write `out`: `src` (a catmood FP32 ONNX) in QDQ INT8, with its spec and provenance in metadata."""
+    def __call__(self, src: str | os.PathLike, out: str | os.PathLike, *, symmetric: bool = False,
+                 qat: dict | None = None) -> Path:
+        """Write `out`: `src` (a catmood FP32 ONNX) in QDQ INT8, with its spec and provenance in metadata.
+        `qat`: what INT8-aware fine-tuning made `src` (catmood.export.qat), recorded with the calibration."""
         import onnx
 
         from ..checkpoint import file_sha256
@@ -178,7 +180,7 @@ class Int8Quantizer:
         del model.opset_import[:]
         model.opset_import.extend(kept)
         info.update(precision="int8", opset=onnx_opset(model), source_onnx_sha256=sha,
-                    quantization=self._provenance(facts, symmetric, layers))
+                    quantization={**self._provenance(facts, symmetric, layers), "qat": qat})
         set_metadata(model, spec, info)
         save_onnx(model, out, external=False)
         return out
@@ -258,4 +260,9 @@ def quantization_notes(path: Path) -> list[str]:
              + (f" ({c['unreadable']} unreadable, skipped)" if c["unreadable"] else "")
              + f"; activations {q['activations']}, weights {q['weights']}; {q['int8_layers']} layers in INT8"]
     notes += [f"kept in float ({why}): {', '.join(names)}" for why, names in kept.items()]
+    if q.get("qat"):
+        t = q["qat"]
+        notes.append(f"INT8-aware fine-tuning first: {t['epochs']} epoch(s) over {t['images']} images (and their "
+                     f"mirror images) at lr {t['lr']:g}, distilled from the checkpoint; simulated INT8 agreement "
+                     f"on them {t['simulated_agreement']['before']:.2%} -> {t['simulated_agreement']['after']:.2%}")
     return notes

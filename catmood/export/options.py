@@ -57,12 +57,16 @@ MIN_CALIBRATION_IMAGES = 16  # fewer cannot stand for the activation ranges the 
 @dataclass(frozen=True)
 class Int8Options:
     """How the INT8 (Q/DQ) model is calibrated: up to `calib_images` images of the training split (or of
-    `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time."""
+    `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time. With
+    `qat_epochs`, a copy of the model first learns the checkpoint's answers through simulated INT8 on those
+    images (see catmood.export.qat), at peak learning rate `qat_lr`."""
 
     calib_images: int = 300
     calib_method: str = "minmax"
     calib_dir: str | None = None
     batch: int = 8
+    qat_epochs: int = 0
+    qat_lr: float = 5e-5
 
     def __post_init__(self):
         if self.calib_method not in CALIBRATION_METHODS:
@@ -72,6 +76,10 @@ class Int8Options:
             raise CatmoodError(f"--calib-images must be at least {MIN_CALIBRATION_IMAGES}, got {self.calib_images}")
         if self.batch < 1:
             raise CatmoodError(f"the calibration batch must be at least 1, got {self.batch}")
+        if self.qat_epochs < 0:
+            raise CatmoodError(f"--qat-epochs must be 0 (off) or more, got {self.qat_epochs}")
+        if not 0 < self.qat_lr < 1:
+            raise CatmoodError(f"--qat-lr must be between 0 and 1, got {self.qat_lr:g}")
 
 
 def parse_batch_sizes(text: str | tuple[int, ...], flag: str = "--batch") -> tuple[int, ...]:

@@ -1,0 +1,204 @@
+"""Quantization-aware fine-tuning: INT8 weights that give the checkpoint's answers where calibration alone does not.
+
+Post-training quantization rounds every weight and activation once; a model with many near-ties (look-alike
+classes) then flips a few percent of its answers. Here a copy of the checkpoint's model learns to give the
+checkpoint's own answers *through* simulated INT8, then ONNX Runtime quantizes the copy as usual. The simulation is
+the scheme ONNX Runtime applies afterwards: int8 weights per output channel (symmetric, -127..127) and uint8
+activations over their min/max on the calibration images, at the inputs of the quantized convolutions and matrix
+products and at the outputs of the normalisation layers (where ONNX Runtime quantizes its folded convolutions).
+Ranges are calibrated once and then held, as the INT8 file's will be.
+
+The target is the checkpoint's logits (distillation by KL divergence) on the calibration images and their mirror
+images: no labels are needed, and the INT8 file is gated against the checkpoint, never against the copy.
+Normalisation statistics and dropout stay as trained (eval mode); the classifier head stays in float, as it does
+in the INT8 file. Ops that are not modules (residual additions, attention products) are not simulated: the
+simulation covers most of the rounding, and the gate on real images decides.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..checkpoint import Checkpoint
+from ..errors import CatmoodError
+from ..preprocess import preprocess
+
+QAT_BATCH = 32
+QAT_EPOCHS_HINT = 4  # what a failed INT8 gate suggests: enough on the benchmark (benchmarks/RESULTS.md)
+WARMUP_FRACTION = 0.1  # of the steps, before the cosine decay
+
+
+@dataclass
+class QatOutcome:
+    checkpoint: Checkpoint  # the fine-tuned weights under the original's spec, path and config
+    facts: dict             # what the INT8 file's metadata and the report say about it
+
+
+class _ActivationRange:
+    """Min/max of a tensor while observing; afterwards uint8 fake quantization over that range. `fused`: the
+    tensor goes straight into an activation, which ONNX Runtime fuses: only the activation's output is rounded."""
+
+    def __init__(self):
+        self.low, self.high, self.fused = 0.0, 0.0, False
+
+    def __call__(self, x: torch.Tensor, observing: bool) -> torch.Tensor:
+        if observing:
+            self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
+            return x
+        if self.fused:
+            return x
+        scale = max(self.high - self.low, 1e-8) / 255
+        return torch.fake_quantize_per_tensor_affine(x, scale, round(-self.low / scale), 0, 255)
+
+
+class _PerChannelInt8(nn.Module):
+    """Weights rounded to int8 per output channel, symmetric; the gradient passes straight through."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        scale = weight.detach().abs().flatten(1).amax(1).clamp_min(1e-8).float() / 127
+        zero = torch.zeros_like(scale, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.GELU)
+
+
+class _SimulatedInt8:
+    """Hooks and weight parametrizations on `model` (its head excepted); `remove()` leaves float weights.
+    A module called more than once per forward (torchvision's shared ReLU) gets a range per call, as each call
+    is its own node in the ONNX graph."""
+
+    def __init__(self, model: nn.Module, head: nn.Module):
+        self.observing, self.ranges, self.calls, self.hooks, self.layers = True, {}, {}, [], []
+        self.norm_output: tuple[torch.Tensor, _ActivationRange] | None = None
+        self.hooks.append(model.register_forward_pre_hook(lambda *_: self.calls.clear()))
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module is not head:
+                self.hooks.append(module.register_forward_pre_hook(self._layer_input))
+                parametrize.register_parametrization(module, "weight", _PerChannelInt8())
+                self.layers.append(module)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                self.hooks.append(module.register_forward_hook(self._norm_output))
+            elif isinstance(module, ACTIVATIONS):
+                self.hooks.append(module.register_forward_pre_hook(self._activation_input))
+                self.hooks.append(module.register_forward_hook(self._output))
+        if not self.layers:
+            raise CatmoodError("INT8-aware fine-tuning: the model has no convolution or linear layer besides its head")
+
+    def _range(self, module: nn.Module) -> _ActivationRange:
+        call = self.calls[id(module)] = self.calls.get(id(module), -1) + 1
+        return self.ranges.setdefault((id(module), call), _ActivationRange())
+
+    def _layer_input(self, module, args):
+        return (self._range(module)(args[0], self.observing), *args[1:])
+
+    def _output(self, module, args, out):
+        return self._range(module)(out, self.observing)
+
+    def _norm_output(self, module, args, out):
+        seen = self._range(module)
+        out = seen(out, self.observing)
+        self.norm_output = (out, seen)
+        return out
+
+    def _activation_input(self, module, args):
+        if self.observing and self.norm_output is not None and args[0] is self.norm_output[0]:
+            self.norm_output[1].fused = True
+
+    def hold_ranges(self) -> None:
+        self.observing = False
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        for module in self.layers:  # the latent float weights, which ONNX Runtime rounds as simulated
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+
+
+def classifier_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """The last linear layer with one output per class: it stays float in the INT8 file."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if not heads:
+        raise CatmoodError(f"INT8-aware fine-tuning: no linear layer with {num_classes} outputs (the head) found")
+    return heads[-1]
+
+
+def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *, epochs: int, lr: float,
+                       device: str = "auto", progress: bool = True) -> QatOutcome:
+    """Fine-tune a copy of `model` (the checkpoint's, FP32, eval) for `epochs` over the images at `paths` with
+    INT8 simulated, to give `model`'s logits. Peak learning rate `lr`, warm-up then cosine decay."""
+    from tqdm.auto import tqdm
+
+    from ..training.devices import pick_device
+
+    frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
+    if not frames:
+        raise CatmoodError("INT8-aware fine-tuning: none of the calibration images could be read")
+    where = pick_device(device)
+    teacher = model.to(where).eval()
+    student = copy.deepcopy(teacher)
+    simulated = _SimulatedInt8(student, classifier_head(student, ckpt.spec.num_classes))
+    batches = [list(range(i, min(i + QAT_BATCH, len(frames)))) for i in range(0, len(frames), QAT_BATCH)]
+
+    def batch(indices, mirror=None):
+        x = torch.from_numpy(preprocess([frames[i] for i in indices], ckpt.spec)).to(where)
+        return x if mirror is None else torch.where(mirror[:, None, None, None].to(where), x.flip(3), x)
+
+    with torch.no_grad():
+        for indices in batches:
+            student(batch(indices))
+    simulated.hold_ranges()
+    before = _closeness(teacher, student, batches, batch)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)  # the weights should stay where they are
+    steps = epochs * len(batches)
+    warmup = max(1, int(WARMUP_FRACTION * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
+        1 + math.cos(math.pi * max(0, s + 1 - warmup) / max(1, steps - warmup)))))
+    generator = torch.Generator().manual_seed(int(ckpt.config.get("seed", 0)))
+    with tqdm(total=epochs * len(frames), desc="INT8-aware fine-tuning", unit="img", leave=False,
+              disable=not progress or None) as bar:
+        for _ in range(epochs):
+            for b in torch.randperm(len(batches), generator=generator).tolist():
+                mirror = torch.rand(len(batches[b]), generator=generator) < 0.5
+                x = batch(batches[b], mirror)
+                with torch.no_grad():
+                    target = F.log_softmax(teacher(x), 1)
+                loss = F.kl_div(F.log_softmax(student(x), 1), target, reduction="batchmean", log_target=True)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                bar.update(len(batches[b]))
+                bar.set_postfix(kl=f"{loss.item():.4f}")
+    after = _closeness(teacher, student, batches, batch)
+    simulated.remove()
+    state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+    teacher.cpu()
+    facts = {"epochs": epochs, "lr": lr, "images": len(frames), "mirrored": True, "target": "the checkpoint's logits",
+             "simulated_agreement": {"before": before[0], "after": after[0]},
+             "simulated_kl": {"before": before[1], "after": after[1]}}
+    return QatOutcome(dataclasses.replace(ckpt, state_dict=state), facts)
+
+
+def _closeness(teacher: nn.Module, student: nn.Module, batches, batch) -> tuple[float, float]:
+    """(top-1 agreement, mean KL divergence) of the simulated INT8 student with the teacher on the images."""
+    same, kl, n = 0, 0.0, 0
+    with torch.no_grad():
+        for indices in batches:
+            x = batch(indices)
+            want, got = F.log_softmax(teacher(x), 1), F.log_softmax(student(x), 1)
+            same += int((want.argmax(1) == got.argmax(1)).sum())
+            kl += float(F.kl_div(got, want, reduction="sum", log_target=True))
+            n += len(indices)
+    return same / n, kl / n
