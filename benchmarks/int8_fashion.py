@@ -4,6 +4,7 @@ the INT8 ONNX scored on the test split (200 images) and on the 3040 left-over t1
 
 Reproduce (after benchmarks/quality_fashion_mnist.py has trained the run):
     PYTHONPATH=$PWD .venv/bin/python benchmarks/int8_fashion.py /tmp/catmood-quality/runs/finetune_seed_1/best.pt
+With `--qat-epochs N` the INT8 file is made after INT8-aware fine-tuning (catmood export --qat-epochs N).
 Target (issue 14): accuracy within 1 point of PyTorch and top-1 agreement >= 98%.
 """
 
@@ -49,9 +50,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--calib-method", default=Int8Options().calib_method, choices=CALIBRATION_METHODS)
+    parser.add_argument("--calib-images", type=int, default=Int8Options().calib_images)
+    parser.add_argument("--qat-epochs", type=int, default=Int8Options().qat_epochs,
+                        help="INT8-aware fine-tuning epochs first (catmood export --qat-epochs)")
+    parser.add_argument("--qat-lr", type=float, default=Int8Options().qat_lr)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    options = Int8Options(calib_method=args.calib_method)
+    options = Int8Options(calib_images=args.calib_images, calib_method=args.calib_method, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr)
     ckpt = load_checkpoint(args.checkpoint)
     data = Path(ckpt.config["data"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +68,10 @@ def main() -> None:
         splits = {"test": discover_dataset(data, check_images=False).splits["test"],
                   "rest": rest_samples(data, list(ckpt.spec.class_names))}
         results = {split: score(args.checkpoint, folder, samples) for split, samples in splits.items()}
+    qat = f", after {options.qat_epochs} epoch(s) of INT8-aware fine-tuning at lr {options.qat_lr:g}" \
+        if options.qat_epochs else ""
     lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to "
-             f"{options.calib_images} training images; the gate on {report.n_images} validation images: "
+             f"{options.calib_images} training images{qat}; the gate on {report.n_images} validation images: "
              + ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
              + ")", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
              "|---|---|---|---|---|---|"]
@@ -77,9 +84,12 @@ def main() -> None:
                          f"{row['agreement']:.2%} |")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"int8_fashion_{options.calib_method}"
+    name = f"int8_fashion_{options.calib_method}" + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
+        + (f"_{options.calib_images}img" if options.calib_images != Int8Options().calib_images else "")
     (args.out / f"{name}.json").write_text(json.dumps(dict(checkpoint=str(args.checkpoint), gate=gate,
-                                                           calib_method=options.calib_method, results=results),
+                                                           calib_method=options.calib_method,
+                                                           qat_epochs=options.qat_epochs, qat_lr=options.qat_lr,
+                                                           results=results),
                                                       indent=1, default=str))
     (args.out / f"{name}.md").write_text(text)
     print(text)

@@ -69,7 +69,7 @@ def test_export_with_qat_gates_int8_against_the_checkpoint_and_says_so(models, t
     checkpoint = str(models[0])
     plain, tuned = tmp_path / "plain", tmp_path / "qat"
     assert cli.main(["export", checkpoint, "--int8", "--out", str(plain), "--no-latency"]) == 0
-    code = cli.main(["export", checkpoint, "--int8", "--qat-epochs", "2", "--qat-lr", "1e-3", "--out", str(tuned),
+    code = cli.main(["export", checkpoint, "--int8", "--qat-epochs", "2", "--qat-lr", "1e-4", "--out", str(tuned),
                      "--no-latency"])
     printed = capsys.readouterr().out
     assert code == 0 and "INT8-aware fine-tuning: 2 epoch(s) over 72 images" in printed
@@ -83,7 +83,7 @@ def test_export_with_qat_gates_int8_against_the_checkpoint_and_says_so(models, t
     a, b = weights(plain / "model.int8.onnx"), weights(tuned / "model.int8.onnx")
     assert a.keys() == b.keys() and any(not np.array_equal(a[k], b[k]) for k in a)
     q = read_onnx_metadata(tuned / "model.int8.onnx")[1]["quantization"]
-    assert q["qat"]["epochs"] == 2 and q["qat"]["images"] == 72 and q["qat"]["lr"] == 1e-3
+    assert q["qat"]["epochs"] == 2 and q["qat"]["images"] == 72 and q["qat"]["lr"] == 1e-4
     assert read_onnx_metadata(plain / "model.int8.onnx")[1]["quantization"]["qat"] is None
     report = json.loads((tuned / "export_report.json").read_text())
     rows = {r["format"]: r for r in report["formats"]}

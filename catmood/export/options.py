@@ -66,7 +66,7 @@ class Int8Options:
     calib_dir: str | None = None
     batch: int = 8
     qat_epochs: int = 0
-    qat_lr: float = 5e-5
+    qat_lr: float = 1e-5
 
     def __post_init__(self):
         if self.calib_method not in CALIBRATION_METHODS:

@@ -148,19 +148,18 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     teacher = model.to(where).eval()
     student = copy.deepcopy(teacher)
     simulated = _SimulatedInt8(student, classifier_head(student, ckpt.spec.num_classes))
-    batches = [list(range(i, min(i + QAT_BATCH, len(frames)))) for i in range(0, len(frames), QAT_BATCH)]
-
-    def batch(indices, mirror=None):
-        x = torch.from_numpy(preprocess([frames[i] for i in indices], ckpt.spec)).to(where)
-        return x if mirror is None else torch.where(mirror[:, None, None, None].to(where), x.flip(3), x)
-
-    with torch.no_grad():
-        for indices in batches:
-            student(batch(indices))
+    images = torch.from_numpy(preprocess(frames, ckpt.spec))
+    views = torch.stack([images, images.flip(3)])  # each image as it is and mirrored
+    batches = [slice(i, i + QAT_BATCH) for i in range(0, len(frames), QAT_BATCH)]
+    with torch.no_grad():  # the teacher's answers are fixed: computed once for both views
+        targets = torch.stack([torch.cat([F.log_softmax(teacher(v[b].to(where)), 1).cpu() for b in batches])
+                               for v in views])
+        for b in batches:
+            student(images[b].to(where))  # the simulation's ranges: min/max over the images, then held
     simulated.hold_ranges()
-    before = _closeness(teacher, student, batches, batch)
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)  # the weights should stay where they are
+    before = _closeness(student, images, targets[0], batches, where)
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=0.0)  # the weights should stay where they are
     steps = epochs * len(batches)
     warmup = max(1, int(WARMUP_FRACTION * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
@@ -169,19 +168,19 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     with tqdm(total=epochs * len(frames), desc="INT8-aware fine-tuning", unit="img", leave=False,
               disable=not progress or None) as bar:
         for _ in range(epochs):
-            for b in torch.randperm(len(batches), generator=generator).tolist():
-                mirror = torch.rand(len(batches[b]), generator=generator) < 0.5
-                x = batch(batches[b], mirror)
-                with torch.no_grad():
-                    target = F.log_softmax(teacher(x), 1)
+            order = torch.randperm(len(frames), generator=generator)
+            view = torch.randint(0, 2, (len(frames),), generator=generator)
+            for b in batches:
+                pick, side = order[b], view[order[b]]
+                x, target = views[side, pick].to(where), targets[side, pick].to(where)
                 loss = F.kl_div(F.log_softmax(student(x), 1), target, reduction="batchmean", log_target=True)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                bar.update(len(batches[b]))
+                bar.update(len(pick))
                 bar.set_postfix(kl=f"{loss.item():.4f}")
-    after = _closeness(teacher, student, batches, batch)
+    after = _closeness(student, images, targets[0], batches, where)
     simulated.remove()
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     teacher.cpu()
@@ -191,14 +190,9 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     return QatOutcome(dataclasses.replace(ckpt, state_dict=state), facts)
 
 
-def _closeness(teacher: nn.Module, student: nn.Module, batches, batch) -> tuple[float, float]:
-    """(top-1 agreement, mean KL divergence) of the simulated INT8 student with the teacher on the images."""
-    same, kl, n = 0, 0.0, 0
+def _closeness(student: nn.Module, images: torch.Tensor, targets: torch.Tensor, batches, where) -> tuple[float, float]:
+    """(top-1 agreement, mean KL divergence) of the simulated INT8 student with the teacher's log-probabilities."""
     with torch.no_grad():
-        for indices in batches:
-            x = batch(indices)
-            want, got = F.log_softmax(teacher(x), 1), F.log_softmax(student(x), 1)
-            same += int((want.argmax(1) == got.argmax(1)).sum())
-            kl += float(F.kl_div(got, want, reduction="sum", log_target=True))
-            n += len(indices)
-    return same / n, kl / n
+        got = torch.cat([F.log_softmax(student(images[b].to(where)), 1).cpu() for b in batches])
+    agreement = float((got.argmax(1) == targets.argmax(1)).float().mean())
+    return agreement, float(F.kl_div(got, targets, reduction="batchmean", log_target=True))
