@@ -215,7 +215,8 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
                                        epochs=options.qat_epochs, lr=options.qat_lr, progress=gate.progress)
             qat = tuned.facts
             echo(f"simulated INT8 agreement with the checkpoint on those images: "
-                 f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%}")
+                 f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%} "
+                 f"({qat['seconds']:.0f} s on {qat['device']})")
             sources = dataclasses.replace(sources, checkpoint=tuned.checkpoint)
             source = export_onnx(tuned.checkpoint, Path(tmp) / sources.fp32.name, input_dtype=sources.input_dtype,
                                  probs=sources.probs, opset=read_onnx_metadata(sources.fp32)[1]["opset"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from ..errors import CatmoodError
 from ..preprocess import preprocess
 
 QAT_BATCH = 32
-QAT_EPOCHS_HINT = 4  # what a failed INT8 gate suggests: enough on the benchmark (benchmarks/RESULTS.md)
+QAT_EPOCHS_HINT = 6  # what a failed INT8 gate suggests: what the real-image benchmark ran (benchmarks/RESULTS.md)
 WARMUP_FRACTION = 0.1  # of the steps, before the cosine decay
 
 
@@ -141,6 +142,7 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
 
     from ..training.devices import pick_device
 
+    started = time.perf_counter()
     frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
     if not frames:
         raise CatmoodError("INT8-aware fine-tuning: none of the calibration images could be read")
@@ -185,6 +187,7 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     teacher.cpu()
     facts = {"epochs": epochs, "lr": lr, "images": len(frames), "mirrored": True, "target": "the checkpoint's logits",
+             "device": str(where), "seconds": round(time.perf_counter() - started, 1),
              "simulated_agreement": {"before": before[0], "after": after[0]},
              "simulated_kl": {"before": before[1], "after": after[1]}}
     return QatOutcome(dataclasses.replace(ckpt, state_dict=state), facts)
