@@ -332,6 +332,33 @@ def test_export_builds_the_int8_engine_each_release_can_build_from_the_gated_sym
     assert trt._log == [] and trt._used_deprecated == set(), trt._used_deprecated
 
 
+@pytest.mark.parametrize("trt", releases(strongly_typed=False), indirect=True)
+def test_after_int8_aware_fine_tuning_the_older_opset_engine_source_is_the_fine_tuned_copy_too(trt, models,
+                                                                                               tmp_path):
+    """8.6 re-exports at opset 17 and quantizes again: that copy must carry the fine-tuned weights as well."""
+    report = export_checkpoint(models[0], tmp_path, onnx=False, fp16=False, int8=True, trt=True,
+                               engine=EngineOptions("1,2,4"), int8_options=Int8Options(qat_epochs=1, qat_lr=1e-4),
+                               gates=INT8_GATE, **QUIET)
+    assert report.passed, report.errors
+    sidecar = read_sidecar(tmp_path / "model.int8.engine")[1]
+    assert sidecar["onnx"] == "model.int8-sym.opset17.onnx"
+    qat = sidecar["onnx_provenance"]["quantization"]["qat"]
+    assert qat is not None and qat == read_onnx_metadata(tmp_path / "model.int8.onnx")[1]["quantization"]["qat"]
+    plain = export_checkpoint(models[0], tmp_path / "plain", onnx=False, fp16=False, int8=True, trt=True,
+                              engine=EngineOptions("1,2,4"), gates=INT8_GATE, **QUIET)
+    assert plain.passed, plain.errors
+
+    def int8_weights(path):
+        import onnx
+        from onnx import numpy_helper
+
+        return sorted((numpy_helper.to_array(t).tobytes() for t in onnx.load(str(path)).graph.initializer
+                       if t.data_type == onnx.TensorProto.INT8), key=len)
+
+    tuned, original = (int8_weights(folder / "model.int8-sym.opset17.onnx") for folder in (tmp_path, tmp_path / "plain"))
+    assert len(tuned) == len(original) and tuned != original
+
+
 @EVERY_RELEASE
 def test_the_cpu_int8_file_is_not_for_tensorrt_and_the_symmetric_one_is(trt, int8_files, tmp_path):
     mode = tensorrt_api().precision_modes("int8")[0]
