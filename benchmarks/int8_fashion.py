@@ -85,7 +85,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"int8_fashion_{options.calib_method}" + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
-        + (f"_{options.calib_images}img" if options.calib_images != Int8Options().calib_images else "")
+        + (f"_{options.calib_images}img" if options.calib_images != Int8Options().calib_images else "") \
+        + (f"_lr{options.qat_lr:g}" if options.qat_epochs and options.qat_lr != Int8Options().qat_lr else "")
     (args.out / f"{name}.json").write_text(json.dumps(dict(checkpoint=str(args.checkpoint), gate=gate,
                                                            calib_method=options.calib_method,
                                                            qat_epochs=options.qat_epochs, qat_lr=options.qat_lr,
