@@ -18,7 +18,7 @@ from catmood.backends import select_classifier
 from catmood.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from catmood.export.int8 import Int8Quantizer, calibration_images
 from catmood.export.options import Int8Options
-from catmood.export.qat import _SimulatedInt8, classifier_head, quantization_aware
+from catmood.export.qat import _SimulatedInt8, quantization_aware
 from catmood.metadata import read_onnx_metadata
 from catmood.preprocess import preprocess
 
@@ -36,7 +36,7 @@ def test_the_simulation_is_the_quantization_onnx_runtime_applies(models, calibra
     model = model_from_checkpoint(ckpt)
     with torch.no_grad():
         fp32 = model(x).numpy()
-        simulated = _SimulatedInt8(model, classifier_head(model, ckpt.spec.num_classes))
+        simulated = _SimulatedInt8(model)
         model(x)  # observe the ranges, as calibration does
         simulated.hold_ranges()
         sim = model(x).numpy()
@@ -88,7 +88,8 @@ def test_export_with_qat_gates_int8_against_the_checkpoint_and_says_so(models, t
     report = json.loads((tuned / "export_report.json").read_text())
     rows = {r["format"]: r for r in report["formats"]}
     assert rows["pytorch"]["path"] == checkpoint  # the reference is the checkpoint, not the fine-tuned copy
-    assert any(n.startswith("INT8-aware fine-tuning first: 2 epoch(s) over 72 images") for n in rows["onnx-int8"]["notes"])
+    assert any(n.startswith("INT8-aware fine-tuning first: 2 epoch(s) over 72 images")
+               for n in rows["onnx-int8"]["notes"])
 
 
 def test_bad_qat_options_are_one_line(models, tmp_path, capsys):

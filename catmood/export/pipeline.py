@@ -180,7 +180,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         export_fp16(sources.fp32, sources.typed)
         report.results.append(gate.check("onnx-fp16", sources.typed))
     int8_sources = _int8_files(report, gate, sources, Int8Quantizer(calibration, int8_options), "int8" in engines,
-                               echo) if int8 else None
+                               opset, echo) if int8 else None
     if trt_problem:
         _no_engines(report, trt_problem, echo)
     for precision in engines:
@@ -199,7 +199,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
 
 
 def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSources, quantizer: Int8Quantizer,
-                for_engine: bool, echo) -> EngineSources:
+                for_engine: bool, opset: int, echo) -> EngineSources:
     """The CPU INT8 file, gated; for an INT8 engine also the symmetric one TensorRT takes, gated. Returns the
     engine sources for INT8 builds (they quantize an older-opset export with the same calibration). With
     INT8-aware fine-tuning both quantize the fine-tuned copy's export; the gate's reference stays the checkpoint."""
@@ -219,7 +219,7 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
                  f"({qat['seconds']:.0f} s on {qat['device']})")
             sources = dataclasses.replace(sources, checkpoint=tuned.checkpoint)
             source = export_onnx(tuned.checkpoint, Path(tmp) / sources.fp32.name, input_dtype=sources.input_dtype,
-                                 probs=sources.probs, opset=read_onnx_metadata(sources.fp32)[1]["opset"])
+                                 probs=sources.probs, opset=opset)
         echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
         quantizer(source, cpu, qat=qat)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))

@@ -77,16 +77,17 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.Hardswi
 
 
 class _SimulatedInt8:
-    """Hooks and weight parametrizations on `model` (its head excepted); `remove()` leaves float weights.
+    """Hooks and weight parametrizations on a catmood model (`model.head` excepted); `remove()` leaves float weights.
     A module called more than once per forward (torchvision's shared ReLU) gets a range per call, as each call
     is its own node in the ONNX graph."""
 
-    def __init__(self, model: nn.Module, head: nn.Module):
+    def __init__(self, model: nn.Module):
+        head = set(model.head.modules())
         self.observing, self.ranges, self.calls, self.hooks, self.layers = True, {}, {}, [], []
         self.norm_output: tuple[torch.Tensor, _ActivationRange] | None = None
         self.hooks.append(model.register_forward_pre_hook(lambda *_: self.calls.clear()))
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and module is not head:
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module not in head:
                 self.hooks.append(module.register_forward_pre_hook(self._layer_input))
                 parametrize.register_parametrization(module, "weight", _PerChannelInt8())
                 self.layers.append(module)
@@ -128,14 +129,6 @@ class _SimulatedInt8:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 
 
-def classifier_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """The last linear layer with one output per class: it stays float in the INT8 file."""
-    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
-    if not heads:
-        raise CatmoodError(f"INT8-aware fine-tuning: no linear layer with {num_classes} outputs (the head) found")
-    return heads[-1]
-
-
 def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *, epochs: int, lr: float,
                        device: str = "auto", progress: bool = True) -> QatOutcome:
     """Fine-tune a copy of `model` (the checkpoint's, FP32, eval) for `epochs` over the images at `paths` with
@@ -151,7 +144,7 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     where = pick_device(device)
     teacher = model.to(where).eval()
     student = copy.deepcopy(teacher)
-    simulated = _SimulatedInt8(student, classifier_head(student, ckpt.spec.num_classes))
+    simulated = _SimulatedInt8(student)
     images = torch.from_numpy(preprocess(frames, ckpt.spec))
     views = torch.stack([images, images.flip(3)])  # each image as it is and mirrored
     batches = [slice(i, i + QAT_BATCH) for i in range(0, len(frames), QAT_BATCH)]
