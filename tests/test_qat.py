@@ -18,7 +18,7 @@ from catmood.backends import select_classifier
 from catmood.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from catmood.export.int8 import Int8Quantizer, calibration_images
 from catmood.export.options import Int8Options
-from catmood.export.qat import _SimulatedInt8, quantization_aware
+from catmood.export.qat import _SimulatedInt8, quantization_aware, read_images
 from catmood.metadata import read_onnx_metadata
 from catmood.preprocess import preprocess
 
@@ -53,7 +53,7 @@ def test_fine_tuning_moves_the_simulated_int8_model_towards_the_checkpoint(model
     ckpt, images = calibration
     model = model_from_checkpoint(ckpt)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    outcome = quantization_aware(ckpt, model, images.paths, epochs=3, lr=1e-5, device="cpu", progress=False)
+    outcome = quantization_aware(ckpt, model, read_images(images.paths, ckpt.spec), epochs=3, lr=1e-5, device="cpu", progress=False)
     kl, agreement = outcome.facts["simulated_kl"], outcome.facts["simulated_agreement"]
     assert kl["after"] < 0.7 * kl["before"]
     assert agreement["after"] >= agreement["before"] and outcome.facts["images"] == len(images.paths) == 72

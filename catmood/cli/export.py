@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def add(sub) -> None:
-    from ..export.options import CALIBRATION_METHODS, DEFAULT_OPSET, GATES, EngineOptions, Int8Options
+    from ..export.options import (CALIBRATION_METHODS, DEFAULT_OPSET, GATES, WEIGHT_ROUNDINGS, EngineOptions,
+                                  Int8Options)
 
     export = sub.add_parser("export", help="export a checkpoint to ONNX / FP16 / INT8 ONNX / TensorRT, gated by parity",
                             description="With no format flag: --onnx --fp16. Exits 1 when an artifact fails its "
@@ -40,6 +41,9 @@ def add(sub) -> None:
                         help="INT8: how activation ranges are chosen (default %(default)s)")
     export.add_argument("--calib-dir", type=Path, metavar="DIR",
                         help="INT8: calibration images (default: the checkpoint's training split)")
+    export.add_argument("--weight-rounding", default=int8.weight_rounding, choices=WEIGHT_ROUNDINGS,
+                        help="INT8: gptq rounds each layer's weights so that its outputs on the calibration images "
+                             "move least; nearest is ONNX Runtime's own rounding (default %(default)s)")
     export.add_argument("--qat-epochs", type=int, default=int8.qat_epochs, metavar="N",
                         help="INT8: first fine-tune a copy for N epochs over the calibration images to give the "
                              "checkpoint's answers through simulated INT8 (default %(default)s: off); for models "
@@ -78,6 +82,7 @@ def _cmd_export(args) -> int:
                                                     args.hardware_compatible),
                                int8_options=Int8Options(args.calib_images, args.calib_method,
                                                         str(args.calib_dir) if args.calib_dir else None,
+                                                        weight_rounding=args.weight_rounding,
                                                         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr),
                                max_images=args.max_images, triton=args.triton, latency=args.latency,
                                gates={"fp32": Gate(args.fp32_max_diff, args.fp32_agreement),

@@ -148,9 +148,10 @@ class Int8Quantizer:
         self._prepared: dict[str, tuple[Path, Path, dict]] = {}  # source sha256 -> (model, ranges, facts)
 
     def __call__(self, src: str | os.PathLike, out: str | os.PathLike, *, symmetric: bool = False,
-                 qat: dict | None = None) -> Path:
+                 before: dict | None = None) -> Path:
         """Write `out`: `src` (a catmood FP32 ONNX) in QDQ INT8, with its spec and provenance in metadata.
-        `qat`: what INT8-aware fine-tuning made `src` (catmood.export.qat), recorded with the calibration."""
+        `before`: what made `src`'s weights when they are not the checkpoint's ("weight_rounding":
+        catmood.export.rounding, "qat": catmood.export.qat), recorded with the calibration."""
         import onnx
 
         from ..checkpoint import file_sha256
@@ -180,7 +181,9 @@ class Int8Quantizer:
         del model.opset_import[:]
         model.opset_import.extend(kept)
         info.update(precision="int8", opset=onnx_opset(model), source_onnx_sha256=sha,
-                    quantization={**self._provenance(facts, symmetric, layers), "qat": qat})
+                    quantization={**self._provenance(facts, symmetric, layers),
+                                  "weight_rounding": (before or {}).get("weight_rounding"),
+                                  "qat": (before or {}).get("qat")})
         set_metadata(model, spec, info)
         save_onnx(model, out, external=False)
         return out
@@ -260,6 +263,10 @@ def quantization_notes(path: Path) -> list[str]:
              + (f" ({c['unreadable']} unreadable, skipped)" if c["unreadable"] else "")
              + f"; activations {q['activations']}, weights {q['weights']}; {q['int8_layers']} layers in INT8"]
     notes += [f"kept in float ({why}): {', '.join(names)}" for why, names in kept.items()]
+    if q.get("weight_rounding"):
+        r = q["weight_rounding"]
+        notes.append(f"weights rounded to int8 with error compensation ({r['method']}) on {r['images']} images: "
+                     f"{r['layers']} layers, {r['seconds']:.0f} s on {r['device']}")
     if q.get("qat"):
         t = q["qat"]
         notes.append(f"INT8-aware fine-tuning first: {t['epochs']} epoch(s) over {t['images']} images (and their "

@@ -51,13 +51,15 @@ class Gate:
 GATES = {"fp32": Gate(1e-4, 1.0), "fp16": Gate(None, 0.995), "int8": Gate(None, 0.98, max_accuracy_drop=0.01)}
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+WEIGHT_ROUNDINGS = ("gptq", "nearest")  # error-compensating (catmood.export.rounding), or ONNX Runtime's own
 MIN_CALIBRATION_IMAGES = 16  # fewer cannot stand for the activation ranges the model meets
 
 
 @dataclass(frozen=True)
 class Int8Options:
     """How the INT8 (Q/DQ) model is calibrated: up to `calib_images` images of the training split (or of
-    `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time. With
+    `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time. Weights are
+    rounded to int8 by `weight_rounding`: "gptq" on those images (see catmood.export.rounding) or "nearest". With
     `qat_epochs`, a copy of the model first learns the checkpoint's answers through simulated INT8 on those
     images (see catmood.export.qat), at peak learning rate `qat_lr`."""
 
@@ -65,6 +67,7 @@ class Int8Options:
     calib_method: str = "minmax"
     calib_dir: str | None = None
     batch: int = 8
+    weight_rounding: str = "gptq"
     qat_epochs: int = 0
     qat_lr: float = 1e-5
 
@@ -72,6 +75,9 @@ class Int8Options:
         if self.calib_method not in CALIBRATION_METHODS:
             raise CatmoodError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, "
                                f"got {self.calib_method!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise CatmoodError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, "
+                               f"got {self.weight_rounding!r}")
         if self.calib_images < MIN_CALIBRATION_IMAGES:
             raise CatmoodError(f"--calib-images must be at least {MIN_CALIBRATION_IMAGES}, got {self.calib_images}")
         if self.batch < 1:

@@ -22,7 +22,8 @@ from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
 from .int8 import Int8Quantizer, calibration_images, quantization_notes
 from .onnx import export_fp16, export_onnx
 from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, Int8Options, check_opset
-from .qat import QAT_EPOCHS_HINT, quantization_aware
+from .qat import QAT_EPOCHS_HINT, quantization_aware, read_images
+from .rounding import compensated_rounding
 from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
 from .verify import Parity, batch1_latency_ms, collect_images, compare, logits_with_progress
 
@@ -207,33 +208,54 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
                       for kind in ("int8", "int8-sym"))
     images, options = quantizer.images, quantizer.options
     with tempfile.TemporaryDirectory(prefix="catmood-qat-") as tmp:
-        source, qat = sources.fp32, None
-        if options.qat_epochs:
-            echo(f"INT8-aware fine-tuning: {options.qat_epochs} epoch(s) over {len(images.paths)} images of the "
-                 f"{images.source}, to give the checkpoint's answers through simulated INT8")
-            tuned = quantization_aware(sources.checkpoint, gate.reference.model, images.paths,
-                                       epochs=options.qat_epochs, lr=options.qat_lr, progress=gate.progress)
-            qat = tuned.facts
-            echo(f"simulated INT8 agreement with the checkpoint on those images: "
-                 f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%} "
-                 f"({qat['seconds']:.0f} s on {qat['device']})")
-            sources = dataclasses.replace(sources, checkpoint=tuned.checkpoint)
-            source = export_onnx(tuned.checkpoint, Path(tmp) / sources.fp32.name, input_dtype=sources.input_dtype,
+        source, before = sources.fp32, _weights_for_int8(sources, gate, images, options, echo)
+        if before:
+            sources = dataclasses.replace(sources, checkpoint=before.pop("checkpoint"))
+            source = export_onnx(sources.checkpoint, Path(tmp) / sources.fp32.name, input_dtype=sources.input_dtype,
                                  probs=sources.probs, opset=opset)
         echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
-        quantizer(source, cpu, qat=qat)
+        quantizer(source, cpu, before=before)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
-        if report.results[-1].passed is False and not qat:
+        if report.results[-1].passed is False and not options.qat_epochs:
             hint = (f"calibration alone flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy "
                     "to give them through INT8 (see the README)")
             report.results[-1].notes.append(hint)
             echo(f"onnx-int8: {hint}")
         if for_engine:
             echo(f"quantizing with symmetric int8 activations for TensorRT (same calibration) -> {symmetric}")
-            quantizer(source, symmetric, symmetric=True, qat=qat)
+            quantizer(source, symmetric, symmetric=True, before=before)
             report.results.append(gate.check("onnx-int8-sym", symmetric, notes=quantization_notes(symmetric)))
     return dataclasses.replace(sources, typed=symmetric, precision="int8",
-                               quantize=functools.partial(quantizer, symmetric=True, qat=qat))
+                               quantize=functools.partial(quantizer, symmetric=True, before=before))
+
+
+def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, options: Int8Options, echo) -> dict:
+    """The weights the INT8 files quantize when they are not the checkpoint's: rounded with error compensation
+    and/or fine-tuned through simulated INT8. {"checkpoint": those weights under the checkpoint's spec, and what
+    the metadata records: "weight_rounding", "qat"}; {} for the checkpoint's own weights."""
+    if options.weight_rounding == "nearest" and not options.qat_epochs:
+        return {}
+    from ..training.devices import pick_device
+
+    reference, tensors, facts = gate.reference.model, read_images(images.paths, sources.checkpoint.spec), {}
+    start = reference
+    if options.weight_rounding == "gptq":
+        echo(f"rounding weights to int8 so that each layer's outputs on {len(tensors)} images of the "
+             f"{images.source} move least (GPTQ)")
+        start, facts["weight_rounding"] = compensated_rounding(reference, tensors, pick_device("auto"))
+    ckpt = sources.checkpoint
+    if options.qat_epochs:
+        echo(f"INT8-aware fine-tuning: {options.qat_epochs} epoch(s) over {len(tensors)} images of the "
+             f"{images.source}, to give the checkpoint's answers through simulated INT8")
+        tuned = quantization_aware(ckpt, reference, tensors, epochs=options.qat_epochs, lr=options.qat_lr,
+                                   start=start, progress=gate.progress)
+        qat = facts["qat"] = tuned.facts
+        echo(f"simulated INT8 agreement with the checkpoint on those images: "
+             f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%} "
+             f"({qat['seconds']:.0f} s on {qat['device']})")
+        return {"checkpoint": tuned.checkpoint, **facts}
+    state = {k: v.detach().cpu() for k, v in start.state_dict().items()}
+    return {"checkpoint": dataclasses.replace(ckpt, state_dict=state), **facts}
 
 
 def _no_engines(report: ExportReport, problem: str, echo) -> None:

@@ -35,6 +35,7 @@ from torch.nn.utils import parametrize
 from ..checkpoint import Checkpoint
 from ..errors import CatmoodError
 from ..preprocess import preprocess
+from .rounding import int8_layers
 
 QAT_BATCH = 32
 QAT_EPOCHS_HINT = 6  # what a failed INT8 gate suggests: what the real-image benchmark ran (benchmarks/RESULTS.md)
@@ -82,12 +83,12 @@ class _SimulatedInt8:
     is its own node in the ONNX graph."""
 
     def __init__(self, model: nn.Module):
-        head = set(model.head.modules())
+        layers = set(int8_layers(model))
         self.observing, self.ranges, self.calls, self.hooks, self.layers = True, {}, {}, [], []
         self.norm_output: tuple[torch.Tensor, _ActivationRange] | None = None
         self.hooks.append(model.register_forward_pre_hook(lambda *_: self.calls.clear()))
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and module not in head:
+            if module in layers:
                 self.hooks.append(module.register_forward_pre_hook(self._layer_input))
                 parametrize.register_parametrization(module, "weight", _PerChannelInt8())
                 self.layers.append(module)
@@ -129,25 +130,29 @@ class _SimulatedInt8:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 
 
-def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *, epochs: int, lr: float,
-                       device: str = "auto", progress: bool = True) -> QatOutcome:
-    """Fine-tune a copy of `model` (the checkpoint's, FP32, eval) for `epochs` over the images at `paths` with
-    INT8 simulated, to give `model`'s logits. Peak learning rate `lr`, warm-up then cosine decay."""
+def read_images(paths: list[Path], spec) -> torch.Tensor:
+    """The calibration images as model input (N x C x H x W), read and preprocessed as CalibrationReader feeds them."""
+    frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
+    if not frames:
+        raise CatmoodError("INT8 calibration: none of the images could be read")
+    return torch.from_numpy(preprocess(frames, spec))
+
+
+def quantization_aware(ckpt: Checkpoint, model: nn.Module, images: torch.Tensor, *, epochs: int, lr: float,
+                       start: nn.Module | None = None, device: str = "auto", progress: bool = True) -> QatOutcome:
+    """Fine-tune a copy of `start` (default: `model`, the checkpoint's, FP32, eval) for `epochs` over `images`
+    (preprocessed) with INT8 simulated, to give `model`'s logits. Peak learning rate `lr`, warm-up then cosine."""
     from tqdm.auto import tqdm
 
     from ..training.devices import pick_device
 
     started = time.perf_counter()
-    frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
-    if not frames:
-        raise CatmoodError("INT8-aware fine-tuning: none of the calibration images could be read")
     where = pick_device(device)
     teacher = model.to(where).eval()
-    student = copy.deepcopy(teacher)
+    student = copy.deepcopy(start if start is not None else teacher).to(where).eval()
     simulated = _SimulatedInt8(student)
-    images = torch.from_numpy(preprocess(frames, ckpt.spec))
     views = torch.stack([images, images.flip(3)])  # each image as it is and mirrored
-    batches = [slice(i, i + QAT_BATCH) for i in range(0, len(frames), QAT_BATCH)]
+    batches = [slice(i, i + QAT_BATCH) for i in range(0, len(images), QAT_BATCH)]
     with torch.no_grad():  # the teacher's answers are fixed: computed once for both views
         targets = torch.stack([torch.cat([F.log_softmax(teacher(v[b].to(where)), 1).cpu() for b in batches])
                                for v in views])
@@ -162,11 +167,11 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
         1 + math.cos(math.pi * max(0, s + 1 - warmup) / max(1, steps - warmup)))))
     generator = torch.Generator().manual_seed(int(ckpt.config.get("seed", 0)))
-    with tqdm(total=epochs * len(frames), desc="INT8-aware fine-tuning", unit="img", leave=False,
+    with tqdm(total=epochs * len(images), desc="INT8-aware fine-tuning", unit="img", leave=False,
               disable=not progress or None) as bar:
         for _ in range(epochs):
-            order = torch.randperm(len(frames), generator=generator)
-            view = torch.randint(0, 2, (len(frames),), generator=generator)
+            order = torch.randperm(len(images), generator=generator)
+            view = torch.randint(0, 2, (len(images),), generator=generator)
             for b in batches:
                 pick, side = order[b], view[order[b]]
                 x, target = views[side, pick].to(where), targets[side, pick].to(where)
@@ -181,7 +186,7 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, paths: list[Path], *,
     simulated.remove()
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     teacher.cpu()
-    facts = {"epochs": epochs, "lr": lr, "images": len(frames), "mirrored": True, "target": "the checkpoint's logits",
+    facts = {"epochs": epochs, "lr": lr, "images": len(images), "mirrored": True, "target": "the checkpoint's logits",
              "device": str(where), "seconds": round(time.perf_counter() - started, 1),
              "simulated_agreement": {"before": before[0], "after": after[0]},
              "simulated_kl": {"before": before[1], "after": after[1]}}
