@@ -25,7 +25,7 @@ from fashion_mnist_data import rest_samples  # noqa: E402
 from catmood.backends import load_classifier  # noqa: E402
 from catmood.checkpoint import load_checkpoint  # noqa: E402
 from catmood.data.layouts import discover_dataset  # noqa: E402
-from catmood.export.options import CALIBRATION_METHODS, Int8Options  # noqa: E402
+from catmood.export.options import CALIBRATION_METHODS, WEIGHT_ROUNDINGS, Int8Options  # noqa: E402
 from catmood.export.pipeline import export_checkpoint  # noqa: E402
 from catmood.training.evaluate import classification_metrics  # noqa: E402
 
@@ -51,12 +51,14 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--calib-method", default=Int8Options().calib_method, choices=CALIBRATION_METHODS)
     parser.add_argument("--calib-images", type=int, default=Int8Options().calib_images)
+    parser.add_argument("--weight-rounding", default=Int8Options().weight_rounding, choices=WEIGHT_ROUNDINGS)
     parser.add_argument("--qat-epochs", type=int, default=Int8Options().qat_epochs,
                         help="INT8-aware fine-tuning epochs first (catmood export --qat-epochs)")
     parser.add_argument("--qat-lr", type=float, default=Int8Options().qat_lr)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    options = Int8Options(calib_images=args.calib_images, calib_method=args.calib_method, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr)
+    options = Int8Options(calib_images=args.calib_images, calib_method=args.calib_method,
+                          weight_rounding=args.weight_rounding, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr)
     ckpt = load_checkpoint(args.checkpoint)
     data = Path(ckpt.config["data"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,10 +70,11 @@ def main() -> None:
         splits = {"test": discover_dataset(data, check_images=False).splits["test"],
                   "rest": rest_samples(data, list(ckpt.spec.class_names))}
         results = {split: score(args.checkpoint, folder, samples) for split, samples in splits.items()}
+    rounding = "error-compensating (GPTQ)" if options.weight_rounding == "gptq" else "nearest"
     qat = f", after {options.qat_epochs} epoch(s) of INT8-aware fine-tuning at lr {options.qat_lr:g}" \
         if options.qat_epochs else ""
     lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to "
-             f"{options.calib_images} training images{qat}; the gate on {report.n_images} validation images: "
+             f"{options.calib_images} training images, {rounding} weight rounding{qat}; the gate on {report.n_images} validation images: "
              + ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
              + ")", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
              "|---|---|---|---|---|---|"]
@@ -84,11 +87,12 @@ def main() -> None:
                          f"{row['agreement']:.2%} |")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"int8_fashion_{options.calib_method}" + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
+    name = f"int8_fashion_{options.calib_method}_{options.weight_rounding}" + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
         + (f"_{options.calib_images}img" if options.calib_images != Int8Options().calib_images else "") \
         + (f"_lr{options.qat_lr:g}" if options.qat_epochs and options.qat_lr != Int8Options().qat_lr else "")
     (args.out / f"{name}.json").write_text(json.dumps(dict(checkpoint=str(args.checkpoint), gate=gate,
                                                            calib_method=options.calib_method,
+                                                           weight_rounding=options.weight_rounding,
                                                            qat_epochs=options.qat_epochs, qat_lr=options.qat_lr,
                                                            results=results),
                                                       indent=1, default=str))

@@ -43,8 +43,10 @@ def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_expo
                                                      "model.onnx"]  # the FP32 source is exported and gated too
     spec, info = read_onnx_metadata(out / "model.int8.onnx")
     assert spec == read_onnx_metadata(out / "model.onnx")[0] == load_checkpoint(models[0]).spec
-    assert info["precision"] == "int8" and info["source_onnx_sha256"] == file_sha256(out / "model.onnx")
+    assert info["precision"] == "int8" and info["checkpoint_sha256"] == file_sha256(models[0])
     q = info["quantization"]
+    # The weights it quantized were the checkpoint's rounded with error compensation, exported apart from model.onnx.
+    assert q["weight_rounding"]["images"] == 72 and info["source_onnx_sha256"] != file_sha256(out / "model.onnx")
     assert q["format"] == "QDQ" and q["activations"] == "uint8 asymmetric"
     assert q["weights"] == "int8 symmetric per output channel"
     data = Path(load_checkpoint(models[0]).config["data"])
@@ -156,7 +158,7 @@ def test_the_gate_catches_a_broken_quantization_and_names_the_flips(models, tmp_
     code = cli.main(["export", checkpoint, "--int8", "--out", str(tmp_path / "bad"), "--no-latency", *lenient])
     printed = capsys.readouterr().out
     assert code == 1 and "onnx-int8: " in printed and "verdict: FAIL" in printed
-    assert "onnx-int8: calibration alone flips too many answers: --qat-epochs 6 fine-tunes" in printed
+    assert "onnx-int8: post-training quantization flips too many answers: --qat-epochs 6 fine-tunes" in printed
     flips = re.search(r"onnx-int8 flips: (.*)", printed).group(1)
     assert re.search(r"valid/\w+/\d+\.png \((circle|square|stripes) -> (circle|square|stripes)\)", flips)
     saved = json.loads((tmp_path / "bad" / "export_report.json").read_text())

@@ -217,7 +217,7 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
         quantizer(source, cpu, before=before)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
         if report.results[-1].passed is False and not options.qat_epochs:
-            hint = (f"calibration alone flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy "
+            hint = (f"post-training quantization flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy "
                     "to give them through INT8 (see the README)")
             report.results[-1].notes.append(hint)
             echo(f"onnx-int8: {hint}")

@@ -10,6 +10,9 @@ of activations; a normalisation layer that feeds an activation is not rounded it
 two. Ranges are calibrated once and then held, as the INT8 file's will be. Before any fine-tuning the simulation
 predicted ONNX Runtime's agreement on 1000 unseen photos within 0.3 points (benchmarks/RESULTS.md).
 
+The copy starts from the weights the INT8 file would otherwise carry (by default already rounded with error
+compensation, catmood.export.rounding, which puts them on the grid the simulation rounds to).
+
 The target is the checkpoint's logits (distillation by KL divergence) on the calibration images and their mirror
 images: no labels are needed, and the INT8 file is gated against the checkpoint, never against the copy.
 Normalisation statistics and dropout stay as trained (eval mode); the classifier head stays in float, as it does
