@@ -16,9 +16,9 @@ from onnx import numpy_helper
 from catmood import cli
 from catmood.backends import select_classifier
 from catmood.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
-from catmood.export.int8 import Int8Quantizer, calibration_images
+from catmood.export.int8 import Int8Quantizer, calibration_images, read_images
 from catmood.export.options import Int8Options
-from catmood.export.qat import _SimulatedInt8, quantization_aware, read_images
+from catmood.export.qat import _SimulatedInt8, quantization_aware
 from catmood.metadata import read_onnx_metadata
 from catmood.preprocess import preprocess
 

@@ -17,9 +17,8 @@ from torch import nn
 from catmood import cli
 from catmood.checkpoint import load_checkpoint, model_from_checkpoint
 from catmood.errors import CatmoodError
-from catmood.export.int8 import Int8Quantizer, calibration_images
+from catmood.export.int8 import Int8Quantizer, calibration_images, read_images
 from catmood.export.options import Int8Options
-from catmood.export.qat import read_images
 from catmood.export.rounding import _rows, compensated_rounding, int8_layers, round_layer
 from catmood.metadata import read_onnx_metadata
 

@@ -64,6 +64,17 @@ def calibration_images(checkpoint, options: Int8Options) -> CalibrationImages:
     return CalibrationImages(paths, source)
 
 
+def read_images(paths: list[Path], spec):
+    """The calibration images as one torch tensor of model input (N x C x H x W), read and preprocessed as
+    CalibrationReader feeds them: for the weight rounding and fine-tuning that need them all at once."""
+    import torch
+
+    frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
+    if not frames:
+        raise CatmoodError("INT8 calibration: none of the images could be read")
+    return torch.from_numpy(preprocess(frames, spec))
+
+
 class CalibrationReader:
     """ONNX Runtime's CalibrationDataReader (get_next, and the range protocol of its strided calibration):
     batches of real images, preprocessed with the graph's own spec as `catmood run` would feed them."""

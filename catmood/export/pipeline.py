@@ -19,10 +19,10 @@ from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metadata import LOGITS_NAME, PROBS_NAME, read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
-from .int8 import Int8Quantizer, calibration_images, quantization_notes
+from .int8 import Int8Quantizer, calibration_images, quantization_notes, read_images
 from .onnx import export_fp16, export_onnx
 from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, Int8Options, check_opset
-from .qat import QAT_EPOCHS_HINT, quantization_aware, read_images
+from .qat import QAT_EPOCHS_HINT, quantization_aware
 from .rounding import compensated_rounding
 from .tensorrt import EngineBuildError, EngineSources, gated_engine, tensorrt_unavailable
 from .verify import Parity, batch1_latency_ms, collect_images, compare, logits_with_progress
@@ -217,8 +217,8 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
         quantizer(source, cpu, before=before)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
         if report.results[-1].passed is False and not options.qat_epochs:
-            hint = (f"post-training quantization flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy "
-                    "to give them through INT8 (see the README)")
+            hint = (f"post-training quantization flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes "
+                    "a copy to give them through INT8 (see the README)")
             report.results[-1].notes.append(hint)
             echo(f"onnx-int8: {hint}")
         if for_engine:

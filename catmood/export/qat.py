@@ -27,9 +27,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +35,6 @@ from torch.nn.utils import parametrize
 
 from ..checkpoint import Checkpoint
 from ..errors import CatmoodError
-from ..preprocess import preprocess
 from .rounding import int8_layers
 
 QAT_BATCH = 32
@@ -131,14 +128,6 @@ class _SimulatedInt8:
             hook.remove()
         for module in self.layers:  # the latent float weights, which ONNX Runtime rounds as simulated
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-
-
-def read_images(paths: list[Path], spec) -> torch.Tensor:
-    """The calibration images as model input (N x C x H x W), read and preprocessed as CalibrationReader feeds them."""
-    frames = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if f is not None]
-    if not frames:
-        raise CatmoodError("INT8 calibration: none of the images could be read")
-    return torch.from_numpy(preprocess(frames, spec))
 
 
 def quantization_aware(ckpt: Checkpoint, model: nn.Module, images: torch.Tensor, *, epochs: int, lr: float,
