@@ -27,6 +27,7 @@ from catmood.checkpoint import load_checkpoint  # noqa: E402
 from catmood.data.layouts import discover_dataset  # noqa: E402
 from catmood.export.options import CALIBRATION_METHODS, WEIGHT_ROUNDINGS, Int8Options  # noqa: E402
 from catmood.export.pipeline import export_checkpoint  # noqa: E402
+from catmood.metadata import read_onnx_metadata  # noqa: E402
 from catmood.training.evaluate import classification_metrics  # noqa: E402
 
 FORMATS = (("onnx", "model.onnx"), ("onnx-int8", "model.int8.onnx"))
@@ -67,16 +68,19 @@ def main() -> None:
                                    int8_options=options, latency=False)
         gate = {r.format: dict(agreement=r.parity.agreement if r.parity else None, accuracy=r.accuracy,
                                passed=r.passed) for r in report.results}
+        made = {k: v for k, v in read_onnx_metadata(folder / "model.int8.onnx")[1]["quantization"].items()
+                if k in ("weight_rounding", "qat")}  # how long the rounding and fine-tuning took, on what
         splits = {"test": discover_dataset(data, check_images=False).splits["test"],
                   "rest": rest_samples(data, list(ckpt.spec.class_names))}
         results = {split: score(args.checkpoint, folder, samples) for split, samples in splits.items()}
     rounding = "error-compensating (GPTQ)" if options.weight_rounding == "gptq" else "nearest"
     qat = f", after {options.qat_epochs} epoch(s) of INT8-aware fine-tuning at lr {options.qat_lr:g}" \
         if options.qat_epochs else ""
-    lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to "
-             f"{options.calib_images} training images, {rounding} weight rounding{qat}; the gate on {report.n_images} validation images: "
-             + ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
-             + ")", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
+    verdicts = ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
+    took = "".join(f"; {k.replace('_', ' ')} {v['seconds']:.0f} s on {v['device']}" for k, v in made.items() if v)
+    lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to {options.calib_images} "
+             f"training images, {rounding} weight rounding{qat}; the gate on {report.n_images} validation images: "
+             f"{verdicts}{took})", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
              "|---|---|---|---|---|---|"]
     for split, rows in results.items():
         base = rows["pytorch"]["metrics"]["accuracy"]
@@ -94,7 +98,7 @@ def main() -> None:
                                                            calib_method=options.calib_method,
                                                            weight_rounding=options.weight_rounding,
                                                            qat_epochs=options.qat_epochs, qat_lr=options.qat_lr,
-                                                           results=results),
+                                                           made=made, results=results),
                                                       indent=1, default=str))
     (args.out / f"{name}.md").write_text(text)
     print(text)
