@@ -141,3 +141,18 @@ def test_export_rounds_with_compensation_by_default_and_says_so(models, tmp_path
     assert read_onnx_metadata(tmp_path / "nearest/model.int8.onnx")[1]["quantization"]["weight_rounding"] is None
     with pytest.raises(CatmoodError, match="--weight-rounding must be one of gptq, nearest, got 'up'"):
         Int8Options(weight_rounding="up")
+
+
+def test_a_small_memory_budget_rounds_in_more_passes_each_after_the_last(models, monkeypatch):
+    from catmood.export import rounding
+
+    ckpt = load_checkpoint(models[0])
+    images = read_images(calibration_images(ckpt, Int8Options()).paths[:16], ckpt.spec)
+    model = model_from_checkpoint(ckpt)
+    _, one = compensated_rounding(model, images, torch.device("cpu"))
+    monkeypatch.setattr(rounding, "HESSIAN_BUDGET_BYTES", 1)  # one layer per pass
+    sequential, facts = compensated_rounding(model, images, torch.device("cpu"))
+    assert one["passes"] == 1 and facts["passes"] == facts["layers"] == len(int8_layers(model))
+    for layer in int8_layers(sequential):
+        steps = grid_steps(layer.weight)
+        assert torch.allclose(steps, torch.round(steps), atol=1e-3)
