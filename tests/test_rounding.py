@@ -5,6 +5,7 @@ rounding to nearest on inputs it never saw."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import onnx
@@ -144,15 +145,20 @@ def test_export_rounds_with_compensation_by_default_and_says_so(models, tmp_path
 
 
 def test_a_small_memory_budget_rounds_in_more_passes_each_after_the_last(models, monkeypatch):
+    from test_progress import drawn, on_terminal
+
     from catmood.export import rounding
 
     ckpt = load_checkpoint(models[0])
     images = read_images(calibration_images(ckpt, Int8Options()).paths[:16], ckpt.spec)
     model = model_from_checkpoint(ckpt)
+    terminal = on_terminal(monkeypatch)
     _, one = compensated_rounding(model, images, torch.device("cpu"))
+    assert re.search(drawn("INT8 weight rounding", 16, "img"), terminal.getvalue())  # a bar: rate, time left
     monkeypatch.setattr(rounding, "HESSIAN_BUDGET_BYTES", 1)  # one layer per pass
-    sequential, facts = compensated_rounding(model, images, torch.device("cpu"))
+    sequential, facts = compensated_rounding(model, images, torch.device("cpu"), progress=False)
     assert one["passes"] == 1 and facts["passes"] == facts["layers"] == len(int8_layers(model))
+    assert re.search(drawn("INT8 weight rounding", 16 * facts["passes"], "img"), terminal.getvalue()) is None
     for layer in int8_layers(sequential):
         steps = grid_steps(layer.weight)
         assert torch.allclose(steps, torch.round(steps), atol=1e-3)

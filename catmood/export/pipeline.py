@@ -242,7 +242,8 @@ def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, optio
     if options.weight_rounding == "gptq":
         echo(f"rounding weights to int8 so that each layer's outputs on {len(tensors)} images of the "
              f"{images.source} move least (GPTQ)")
-        start, facts["weight_rounding"] = compensated_rounding(reference, tensors, pick_device("auto"))
+        start, facts["weight_rounding"] = compensated_rounding(reference, tensors, pick_device("auto"),
+                                                                progress=gate.progress)
     ckpt = sources.checkpoint
     if options.qat_epochs:
         echo(f"INT8-aware fine-tuning: {options.qat_epochs} epoch(s) over {len(tensors)} images of the "

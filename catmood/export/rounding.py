@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import CatmoodError
 
 HESSIAN_BUDGET_BYTES = 1 << 30  # second-moment matrices gathered in one pass over the images (float64)
-DAMPING = 0.01                  # of the mean diagonal, added to it: keeps H invertible without moving the answer
+DAMPING = 0.01                  # of the mean diagonal, added to it: keeps H invertible, barely moves the answer
 BATCH = 8                       # images per forward pass (unfolded early activations are large)
 
 
@@ -43,12 +43,10 @@ def int8_layers(model: nn.Module) -> list[nn.Module]:
 def _padded(module: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple | int]:
     """The input as the convolution's weights see it, and the padding left to apply. timm's TensorFlow-style
     'same' convolutions pad inside their forward, after the hook."""
-    try:
-        from timm.layers import Conv2dSame
-        from timm.layers.padding import pad_same
-    except ImportError:  # timm is a dependency; without it no model has these layers
-        Conv2dSame = ()
-    if Conv2dSame and isinstance(module, Conv2dSame):
+    from timm.layers import Conv2dSame
+    from timm.layers.padding import pad_same
+
+    if isinstance(module, Conv2dSame):
         return pad_same(x, module.kernel_size, module.stride, module.dilation), 0
     return x, module.padding
 
@@ -118,32 +116,39 @@ def round_layer(module: nn.Module, moments: torch.Tensor) -> None:
     module.weight.data = out.reshape(weight.shape).to(weight.dtype)
 
 
-def compensated_rounding(model: nn.Module, images: torch.Tensor, device: torch.device) -> tuple[nn.Module, dict]:
+def compensated_rounding(model: nn.Module, images: torch.Tensor, device: torch.device,
+                         progress: bool = True) -> tuple[nn.Module, dict]:
     """A copy of `model` (FP32, eval) whose INT8 layers' weights are rounded with error compensation on
     `images` (preprocessed, N x C x H x W); with what the INT8 file's metadata says about it."""
+    from tqdm.auto import tqdm
+
     started = time.perf_counter()
     rounded = copy.deepcopy(model).to(device).eval()
     layers = [m for m in int8_layers(rounded) if _supported(m)]
     if not layers:
         raise CatmoodError("INT8 weight rounding: the model has no convolution or linear layer besides its head")
-    passes, start = 0, 0
-    while start < len(layers):
-        end, budget = start, 0
-        while end < len(layers) and (end == start or budget + _moment_bytes(layers[end]) <= HESSIAN_BUDGET_BYTES):
-            budget += _moment_bytes(layers[end])
-            end += 1
-        moments = _SecondMoments(layers[start:end])
-        try:
-            with torch.no_grad():
-                for i in range(0, len(images), BATCH):
-                    rounded(images[i:i + BATCH].to(device))
-        finally:
-            moments.remove()
-        for layer in layers[start:end]:
-            round_layer(layer, moments.matrix(layer))
-        passes, start = passes + 1, end
+    groups, budget = [[]], 0
+    for layer in layers:
+        if groups[-1] and budget + _moment_bytes(layer) > HESSIAN_BUDGET_BYTES:
+            groups, budget = groups + [[]], 0
+        groups[-1].append(layer)
+        budget += _moment_bytes(layer)
+    with tqdm(total=len(groups) * len(images), desc="INT8 weight rounding", unit="img", leave=False,
+              disable=not progress or None) as bar:
+        for group in groups:
+            moments = _SecondMoments(group)
+            try:
+                with torch.no_grad():
+                    for i in range(0, len(images), BATCH):
+                        rounded(images[i:i + BATCH].to(device))
+                        bar.update(len(images[i:i + BATCH]))
+            finally:
+                moments.remove()
+            for layer in group:
+                if layer in moments.sums:  # a layer the forward never reached keeps ONNX Runtime's rounding
+                    round_layer(layer, moments.matrix(layer))
     facts = {"method": "GPTQ (error-compensating, per output channel)", "layers": len(layers),
-             "images": len(images), "passes": passes, "device": str(device),
+             "images": len(images), "passes": len(groups), "device": str(device),
              "seconds": round(time.perf_counter() - started, 1)}
     return rounded.cpu(), facts
 
