@@ -53,13 +53,16 @@ def main() -> None:
     parser.add_argument("--calib-method", default=Int8Options().calib_method, choices=CALIBRATION_METHODS)
     parser.add_argument("--calib-images", type=int, default=Int8Options().calib_images)
     parser.add_argument("--weight-rounding", default=Int8Options().weight_rounding, choices=WEIGHT_ROUNDINGS)
+    parser.add_argument("--float-first", type=int, default=Int8Options().float_first,
+                        help="first layers kept in float (catmood export --float-first)")
     parser.add_argument("--qat-epochs", type=int, default=Int8Options().qat_epochs,
                         help="INT8-aware fine-tuning epochs first (catmood export --qat-epochs)")
     parser.add_argument("--qat-lr", type=float, default=Int8Options().qat_lr)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     options = Int8Options(calib_images=args.calib_images, calib_method=args.calib_method,
-                          weight_rounding=args.weight_rounding, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr)
+                          weight_rounding=args.weight_rounding, float_first=args.float_first,
+                          qat_epochs=args.qat_epochs, qat_lr=args.qat_lr)
     ckpt = load_checkpoint(args.checkpoint)
     data = Path(ckpt.config["data"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,12 +77,14 @@ def main() -> None:
                   "rest": rest_samples(data, list(ckpt.spec.class_names))}
         results = {split: score(args.checkpoint, folder, samples) for split, samples in splits.items()}
     rounding = "error-compensating (GPTQ)" if options.weight_rounding == "gptq" else "nearest"
+    rounding += f" weight rounding, the first {options.float_first} layers in float" if options.float_first else \
+        " weight rounding"
     qat = f", after {options.qat_epochs} epoch(s) of INT8-aware fine-tuning at lr {options.qat_lr:g}" \
         if options.qat_epochs else ""
     verdicts = ", ".join(f"{k} {'PASS' if v['passed'] else 'FAIL'}" for k, v in gate.items() if v["passed"] is not None)
     took = "".join(f"; {k.replace('_', ' ')} {v['seconds']:.0f} s on {v['device']}" for k, v in made.items() if v)
     lines = [f"`{args.checkpoint}` (INT8: {options.calib_method} calibration on up to {options.calib_images} "
-             f"training images, {rounding} weight rounding{qat}; the gate on {report.n_images} validation images: "
+             f"training images, {rounding}{qat}; the gate on {report.n_images} validation images: "
              f"{verdicts}{took})", "", "| format | split | images | accuracy (95% CI) | vs PyTorch | agreement with PyTorch |",
              "|---|---|---|---|---|---|"]
     for split, rows in results.items():
@@ -91,12 +96,15 @@ def main() -> None:
                          f"{row['agreement']:.2%} |")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"int8_fashion_{options.calib_method}_{options.weight_rounding}" + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
+    name = f"int8_fashion_{options.calib_method}_{options.weight_rounding}" \
+        + (f"_float{options.float_first}" if options.float_first else "") \
+        + (f"_qat{options.qat_epochs}" if options.qat_epochs else "") \
         + (f"_{options.calib_images}img" if options.calib_images != Int8Options().calib_images else "") \
         + (f"_lr{options.qat_lr:g}" if options.qat_epochs and options.qat_lr != Int8Options().qat_lr else "")
     (args.out / f"{name}.json").write_text(json.dumps(dict(checkpoint=str(args.checkpoint), gate=gate,
                                                            calib_method=options.calib_method,
                                                            weight_rounding=options.weight_rounding,
+                                                           float_first=options.float_first,
                                                            qat_epochs=options.qat_epochs, qat_lr=options.qat_lr,
                                                            made=made, results=results),
                                                       indent=1, default=str))

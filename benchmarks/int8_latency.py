@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=90.0, help="per model and batch size")
     parser.add_argument("--calib-dir", type=Path, help="calibration images (default: synthesised cat faces)")
     parser.add_argument("--calib-method", default=Int8Options().calib_method, choices=CALIBRATION_METHODS)
+    parser.add_argument("--float-first", type=int, default=Int8Options().float_first,
+                        help="first layers kept in float (catmood export --float-first)")
     parser.add_argument("--demo", type=Path, default=Path("demo/run/best.pt"), help="fine-tuned checkpoint to score")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -165,7 +167,7 @@ def main() -> None:
         a if " " not in a else repr(a) for a in os.sys.argv[1:])
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:
-        options = Int8Options(calib_method=args.calib_method)
+        options = Int8Options(calib_method=args.calib_method, float_first=args.float_first)
         latency = latency_part(args.models, calibration_paths(args.calib_dir, Path(tmp)), options, Path(tmp),
                                args.rounds, args.max_seconds) if args.models else []
         accuracy = accuracy_part(args.demo, options, Path(tmp) / "demo") if args.demo.is_file() else None
@@ -175,10 +177,12 @@ def main() -> None:
             print(f"{model}: INT8 {hit['speedup_int8']:.2f}x FP32 at batch 1 (target >= {TARGET}x): "
                   f"{'PASS' if hit['speedup_int8'] >= TARGET else 'FAIL'}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "int8_latency.json").write_text(json.dumps(dict(environment=env, command=command, latency=latency,
-                                                                accuracy=accuracy), indent=2) + "\n")
+    name = "int8_latency" + (f"_float{args.float_first}" if args.float_first else "")
+    (args.out / f"{name}.json").write_text(json.dumps(dict(environment=env, command=command, latency=latency,
+                                                           accuracy=accuracy, float_first=args.float_first),
+                                                      indent=2) + "\n")
     text = markdown(env, latency, accuracy, command)
-    (args.out / "int8_latency.md").write_text(text)
+    (args.out / f"{name}.md").write_text(text)
     print(text)
 
 

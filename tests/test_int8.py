@@ -34,7 +34,8 @@ QUIET = dict(latency=False, echo=lambda *a: None)
 @pytest.fixture(scope="module")
 def int8_export(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    return export_checkpoint(models[0], out, onnx=False, fp16=False, int8=True, **QUIET), out
+    options = Int8Options(float_first=2)  # the first two layers in float; every other test takes the default 0
+    return export_checkpoint(models[0], out, onnx=False, fp16=False, int8=True, int8_options=options, **QUIET), out
 
 
 def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_export, models):
@@ -53,14 +54,20 @@ def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_expo
     assert q["calibration"] == {"method": "minmax", "images": 72, "unreadable": 0,  # all 3 x 24 training images
                                 "source": f"training split of {data}", "batch": 8,
                                 "input": "catmood.preprocess with the graph's spec"}
-    assert [(n["op"], n["why"]) for n in q["float_nodes"]] == [("Gemm", "classifier head")]
+    first = "first layers, on the image"  # the stem, the next convolution, and the ReLU between
+    assert [(n["op"], n["why"]) for n in q["float_nodes"]] == [
+        ("Conv", first), ("Conv", first), ("Relu", first), ("Gemm", "classifier head")]
 
     graph = onnx.load(str(out / "model.int8.onnx")).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    assert q["int8_layers"] == len(convs) == 15
+    assert q["int8_layers"] == len(convs) - 2 == 13
     weights = {t.name: t for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
-    for conv in convs:  # every convolution's weight arrives as int8 through a DequantizeLinear
+    assert convs[0].input[0] == graph.input[0].name  # the image goes into the stem as it is, not rounded to 8 bits
+    source = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out / "model.onnx")).graph.initializer}
+    for conv in convs[:2]:  # float, with the checkpoint's weights: the error-compensated rounding left them alone
+        np.testing.assert_array_equal(numpy_helper.to_array(weights[conv.input[1]]), source[conv.input[1]])
+    for conv in convs[2:]:  # every other convolution's weight arrives as int8 through a DequantizeLinear
         dq = producer[conv.input[1]]
         assert dq.op_type == "DequantizeLinear" and weights[dq.input[0]].data_type == onnx.TensorProto.INT8
     head = next(n for n in graph.node if n.op_type == "Gemm")
@@ -74,8 +81,10 @@ def test_the_int8_file_round_trips_with_spec_precision_and_calibration(int8_expo
     assert row.parity.reference_accuracy == rows["pytorch"].accuracy
     assert row.size_mb < 0.4 * rows["onnx"].size_mb  # int8 weights
     assert row.notes[0] == f"calibrated (minmax) on 72 images of the training split of {data}; activations uint8 " \
-                           "asymmetric, weights int8 symmetric per output channel; 15 layers in INT8"
-    assert row.notes[1] == "kept in float (classifier head): node_linear (Gemm)"
+                           "asymmetric, weights int8 symmetric per output channel; 13 layers in INT8"
+    assert re.fullmatch(r"kept in float \(first layers, on the image\): \w+ \(Conv\), \w+ \(Conv\), \w+ \(Relu\)",
+                        row.notes[1])
+    assert row.notes[2] == "kept in float (classifier head): node_linear (Gemm)"
     markdown = (out / "export_report.md").read_text()
     assert f"- onnx-int8: calibrated (minmax) on 72 images of the training split of {data}" in markdown
     saved = next(f for f in json.loads((out / "export_report.json").read_text())["formats"]
@@ -158,7 +167,8 @@ def test_the_gate_catches_a_broken_quantization_and_names_the_flips(models, tmp_
     code = cli.main(["export", checkpoint, "--int8", "--out", str(tmp_path / "bad"), "--no-latency", *lenient])
     printed = capsys.readouterr().out
     assert code == 1 and "onnx-int8: " in printed and "verdict: FAIL" in printed
-    assert "onnx-int8: post-training quantization flips too many answers: --qat-epochs 6 fine-tunes" in printed
+    assert "onnx-int8: post-training quantization flips too many answers: --float-first 2 keeps the layers that " \
+           "read the image in float; --qat-epochs 6 fine-tunes a copy" in printed
     flips = re.search(r"onnx-int8 flips: (.*)", printed).group(1)
     assert re.search(r"valid/\w+/\d+\.png \((circle|square|stripes) -> (circle|square|stripes)\)", flips)
     saved = json.loads((tmp_path / "bad" / "export_report.json").read_text())

@@ -102,11 +102,16 @@ def test_onnx_runtime_keeps_the_compensated_rounding(models, tmp_path):
     ckpt = load_checkpoint(models[0])
     images = calibration_images(ckpt, Int8Options())
     model = model_from_checkpoint(ckpt)
-    rounded, facts = compensated_rounding(model, read_images(images.paths, ckpt.spec), torch.device("cpu"))
-    assert facts["layers"] == len(int8_layers(model)) and facts["images"] == len(images.paths)
+    first = 2  # the first two layers stay in float (--float-first 2), with the checkpoint's own weights
+    rounded, facts = compensated_rounding(model, read_images(images.paths, ckpt.spec), torch.device("cpu"), first)
+    assert facts["layers"] == len(int8_layers(model, first)) == 13 and facts["images"] == 72
     for original, changed in zip(int8_layers(model), int8_layers(rounded)):
-        assert torch.allclose(grid_steps(changed.weight), torch.round(grid_steps(changed.weight)), atol=1e-3)
-        assert (grid_steps(changed.weight) - grid_steps(original.weight)).abs().max() < 8  # a few steps at most
+        steps = grid_steps(changed.weight)
+        if original in int8_layers(model, first):
+            assert torch.allclose(steps, torch.round(steps), atol=1e-3)
+            assert (steps - grid_steps(original.weight)).abs().max() < 8  # a few steps at most
+        else:
+            assert torch.equal(changed.weight, original.weight)
 
     folded = {}
     for name, state in (("nearest", model.state_dict()), ("compensated", rounded.state_dict())):
@@ -114,7 +119,7 @@ def test_onnx_runtime_keeps_the_compensated_rounding(models, tmp_path):
         quant_pre_process(str(src), str(tmp_path / f"{name}.prepared.onnx"))  # folds normalisation, as int8.py
         prepared = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / f"{name}.prepared.onnx"))
                     .graph.initializer}
-        out = Int8Quantizer(images, Int8Options(weight_rounding=name.replace("compensated", "gptq")))(
+        out = Int8Quantizer(images, Int8Options(weight_rounding=name.replace("compensated", "gptq"), float_first=first))(
             src, tmp_path / f"{name}.int8.onnx")
         tensors = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
         moved = []
@@ -125,23 +130,30 @@ def test_onnx_runtime_keeps_the_compensated_rounding(models, tmp_path):
             scale = tensors[key.replace("_quantized", "_scale")].reshape(-1, *[1] * (q.ndim - 1))
             moved.append(float(np.abs(q * scale - weight).max() / np.abs(weight).max()))
         folded[name] = moved
-    assert len(folded["compensated"]) == len(int8_layers(model))
+    assert len(folded["compensated"]) == len(int8_layers(model, first))
     assert max(folded["compensated"]) < 1e-5          # ONNX Runtime found every weight on its grid already
     assert max(folded["nearest"]) > 1e-3              # where it rounds the checkpoint's own weights itself
 
 
 def test_export_rounds_with_compensation_by_default_and_says_so(models, tmp_path, capsys):
+    """The defaults (compensated rounding, every layer but the head in INT8), then neither, from the command line."""
     checkpoint = str(models[0])
     assert cli.main(["export", checkpoint, "--int8", "--out", str(tmp_path / "gptq"), "--no-latency"]) == 0
     printed = capsys.readouterr().out
     assert "rounding weights to int8 so that each layer's outputs on 72 images" in printed
     q = read_onnx_metadata(tmp_path / "gptq/model.int8.onnx")[1]["quantization"]
-    assert q["weight_rounding"]["layers"] >= 3 and q["weight_rounding"]["images"] == 72 and q["qat"] is None
-    assert cli.main(["export", checkpoint, "--int8", "--weight-rounding", "nearest", "--out",
+    assert q["weight_rounding"]["layers"] == q["int8_layers"] == 15 and q["weight_rounding"]["images"] == 72
+    assert q["qat"] is None and [n["why"] for n in q["float_nodes"]] == ["classifier head"]
+    assert cli.main(["export", checkpoint, "--int8", "--weight-rounding", "nearest", "--float-first", "2", "--out",
                      str(tmp_path / "nearest"), "--no-latency"]) == 0
-    assert read_onnx_metadata(tmp_path / "nearest/model.int8.onnx")[1]["quantization"]["weight_rounding"] is None
+    q = read_onnx_metadata(tmp_path / "nearest/model.int8.onnx")[1]["quantization"]
+    assert q["weight_rounding"] is None and q["int8_layers"] == 13
+    assert sum(n["op"] == "Conv" and n["why"] == "first layers, on the image" for n in q["float_nodes"]) == 2
     with pytest.raises(CatmoodError, match="--weight-rounding must be one of gptq, nearest, got 'up'"):
         Int8Options(weight_rounding="up")
+    with pytest.raises(CatmoodError, match=r"--float-first must be 0 \(every layer but the head in INT8\) or more, "
+                                           "got -1"):
+        Int8Options(float_first=-1)
 
 
 def test_a_small_memory_budget_rounds_in_more_passes_each_after_the_last(models, monkeypatch):

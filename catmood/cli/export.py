@@ -44,6 +44,10 @@ def add(sub) -> None:
     export.add_argument("--weight-rounding", default=int8.weight_rounding, choices=WEIGHT_ROUNDINGS,
                         help="INT8: gptq rounds each layer's weights so that its outputs on the calibration images "
                              "move least; nearest is ONNX Runtime's own rounding (default %(default)s)")
+    export.add_argument("--float-first", type=int, default=int8.float_first, metavar="N",
+                        help="INT8: the first N convolutions or matrix products, which read the image, stay in "
+                             "float (default %(default)s: all but the head in INT8); for models whose INT8 file "
+                             "fails the gate")
     export.add_argument("--qat-epochs", type=int, default=int8.qat_epochs, metavar="N",
                         help="INT8: first fine-tune a copy for N epochs over the calibration images to give the "
                              "checkpoint's answers through simulated INT8 (default %(default)s: off); for models "
@@ -83,6 +87,7 @@ def _cmd_export(args) -> int:
                                int8_options=Int8Options(args.calib_images, args.calib_method,
                                                         str(args.calib_dir) if args.calib_dir else None,
                                                         weight_rounding=args.weight_rounding,
+                                                        float_first=args.float_first,
                                                         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr),
                                max_images=args.max_images, triton=args.triton, latency=args.latency,
                                gates={"fp32": Gate(args.fp32_max_diff, args.fp32_agreement),

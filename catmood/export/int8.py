@@ -13,9 +13,22 @@ One calibration serves two files, because the two targets need different activat
   dequantizes int8 tensors only). Built only for engines.
 
 Kept in float (ONNX Runtime's `nodes_to_exclude`): the in-graph input preparation of raw-frame graphs (cast,
-channel swap, normalisation: quantizing its steps stacks rounding on the pixels), the classifier head (the last
+channel swap, normalisation: quantizing its steps stacks rounding on the pixels), the first `float_first`
+convolutions or matrix products and what lies between them and the input, the classifier head (the last
 Gemm/MatMul and what follows it to the outputs: logits move least there for the least work) and the op types
 in `KEEP_FLOAT_OPS` (softmax, normalisation layers: long reductions lose most in 8 bits).
+
+Why the first layers: a normalised image does not fit an 8-bit grid (with mean 0.5 every pixel lies half a level
+between two steps, and three channels with their own mean and std share one grid), so quantizing the stem's
+input takes about a bit off every pixel; and the first layers sum few inputs (27 at a 3x3 stem, 9 at a
+depthwise filter), so their rounding errors do not average out. They are a small part of the work (the stem and
+first depthwise layer of tf_efficientnet_lite0: 4% of its multiply-adds). Measured on real photos
+(benchmarks/RESULTS.md): keeping lite0's first two layers in float cut the INT8 model's KL divergence from the
+checkpoint threefold, for little speed (2.2x -> 2.0x FP32's). Not by default, because the cost depends on the
+model: ONNX Runtime runs resnet18's float stem and the max-pooling after it far slower than their share of the
+FP32 model (3.5x -> 1.7x FP32's speed). Float layers form one run from the input on purpose: ONNX Runtime's
+graph optimisations mis-computed a lone float convolution between INT8 layers (25 flipped answers in 200 with
+them, 4 without).
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ from .verify import list_images, split_samples, spread
 
 KEEP_FLOAT_OPS = ("Softmax", "LogSoftmax", "LayerNormalization", "GroupNormalization", "InstanceNormalization")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # what INT8 is for; the head is found by them
+FIRST_LAYERS = "first layers, on the image"  # why the first `float_first` layers stay in float
+FLOAT_FIRST_HINT = 2  # what a failed gate suggests: what the real-image benchmark ran (benchmarks/RESULTS.md)
 STRIDE_BATCHES = 4  # calibration batches whose activations are held at once (histogram methods keep them all)
 
 
@@ -114,18 +129,28 @@ def _stride(batches: int) -> int:
     return max(d for d in range(1, min(STRIDE_BATCHES, batches) + 1) if batches % d == 0)
 
 
-def float_nodes(graph, keep_ops=KEEP_FLOAT_OPS) -> dict[str, tuple[str, str]]:
-    """name -> (op type, why) of the nodes that stay in float: see the module's docstring."""
+def float_nodes(graph, keep_ops=KEEP_FLOAT_OPS, first: int = 0) -> dict[str, tuple[str, str]]:
+    """name -> (op type, why) of the nodes that stay in float: see the module's docstring. `first`: how many of
+    the first convolutions or matrix products (in graph order) stay in float with what feeds them."""
     nodes = list(graph.node)
     producer = {output: node for node in nodes for output in node.output}
     keep: dict[str, tuple[str, str]] = {}
-    first = next((n for n in nodes if n.op_type in COMPUTE_OPS), None)
-    todo = [i for i in first.input if i in producer] if first is not None else []
-    while todo:  # every ancestor of the first convolution: the graph's own input preparation
-        node = producer[todo.pop()]
-        if node.op_type != "Constant" and node.name not in keep:
-            keep[node.name] = (node.op_type, "input preparation")
-            todo += [i for i in node.input if i in producer]
+
+    def with_ancestors(node, why: str) -> None:
+        todo = [node]
+        while todo:
+            node = todo.pop()
+            if node.op_type != "Constant" and node.name not in keep:
+                keep[node.name] = (node.op_type, why)
+                todo += [producer[i] for i in node.input if i in producer]
+
+    compute = [n for n in nodes if n.op_type in COMPUTE_OPS]
+    if compute:  # every ancestor of the first convolution: the graph's own input preparation
+        for i in compute[0].input:
+            if i in producer:
+                with_ancestors(producer[i], "input preparation")
+    for node in compute[:first]:
+        with_ancestors(node, FIRST_LAYERS)
     for output in graph.output:  # back from each output to the last Gemm/MatMul, included
         node = producer.get(output.name)
         while node is not None:
@@ -186,7 +211,9 @@ class Int8Quantizer:
         if not layers:
             ops = sorted({n.op_type for n in model.graph.node} - {"QuantizeLinear", "DequantizeLinear"})
             raise CatmoodError(f"{src}: ONNX Runtime quantized none of its convolutions or matrix products (ops: "
-                               f"{', '.join(ops)}): an INT8 copy would gain nothing")
+                               f"{', '.join(ops)}): an INT8 copy would gain nothing"
+                               + (f" (--float-first {self.options.float_first} keeps the first ones in float)"
+                                  if any(why == FIRST_LAYERS for _, why in facts["keep"].values()) else ""))
         used = {n.domain for n in model.graph.node} | {"", "ai.onnx"}
         kept = [o for o in model.opset_import if o.domain in used]  # pre-processing adds every domain it knows
         del model.opset_import[:]
@@ -219,7 +246,8 @@ class Int8Quantizer:
         for i, node in enumerate(model.graph.node):  # exclusion works by name; some exporters leave names empty
             node.name = node.name or f"{node.op_type}_{i}"
         onnx.save(model, str(prepared))
-        entry = (prepared, prepared.with_name(f"{sha[:16]}-ranges.json"), {"keep": float_nodes(model.graph)})
+        keep = float_nodes(model.graph, first=self.options.float_first)
+        entry = (prepared, prepared.with_name(f"{sha[:16]}-ranges.json"), {"keep": keep})
         self._prepared[sha] = entry
         return entry
 

@@ -59,7 +59,9 @@ MIN_CALIBRATION_IMAGES = 16  # fewer cannot stand for the activation ranges the 
 class Int8Options:
     """How the INT8 (Q/DQ) model is calibrated: up to `calib_images` images of the training split (or of
     `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time. Weights are
-    rounded to int8 by `weight_rounding`: "gptq" on those images (see catmood.export.rounding) or "nearest". With
+    rounded to int8 by `weight_rounding`: "gptq" on those images (see catmood.export.rounding) or "nearest". The
+    first `float_first` convolutions or matrix products, which read the image, stay in float with the
+    checkpoint's weights (see catmood.export.int8). With
     `qat_epochs`, a copy of the model first learns the checkpoint's answers through simulated INT8 on those
     images (see catmood.export.qat), at peak learning rate `qat_lr`."""
 
@@ -68,6 +70,7 @@ class Int8Options:
     calib_dir: str | None = None
     batch: int = 8
     weight_rounding: str = "gptq"
+    float_first: int = 0
     qat_epochs: int = 0
     qat_lr: float = 1e-5
 
@@ -82,6 +85,9 @@ class Int8Options:
             raise CatmoodError(f"--calib-images must be at least {MIN_CALIBRATION_IMAGES}, got {self.calib_images}")
         if self.batch < 1:
             raise CatmoodError(f"the calibration batch must be at least 1, got {self.batch}")
+        if self.float_first < 0:
+            raise CatmoodError(f"--float-first must be 0 (every layer but the head in INT8) or more, "
+                               f"got {self.float_first}")
         if self.qat_epochs < 0:
             raise CatmoodError(f"--qat-epochs must be 0 (off) or more, got {self.qat_epochs}")
         if not 0 < self.qat_lr < 1:

@@ -19,7 +19,7 @@ from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metadata import LOGITS_NAME, PROBS_NAME, read_onnx_metadata
 from ..backends.tensorrt_api import STRONGLY_TYPED, tensorrt_api
-from .int8 import Int8Quantizer, calibration_images, quantization_notes, read_images
+from .int8 import FLOAT_FIRST_HINT, Int8Quantizer, calibration_images, quantization_notes, read_images
 from .onnx import export_fp16, export_onnx
 from .options import DEFAULT_OPSET, GATES, EngineOptions, Gate, Int8Options, check_opset
 from .qat import QAT_EPOCHS_HINT, quantization_aware
@@ -216,9 +216,13 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
         echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
         quantizer(source, cpu, before=before)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
-        if report.results[-1].passed is False and not options.qat_epochs:
-            hint = (f"post-training quantization flips too many answers: --qat-epochs {QAT_EPOCHS_HINT} fine-tunes "
-                    "a copy to give them through INT8 (see the README)")
+        tries = []  # what the user has not tried yet, cheapest first
+        if not options.float_first:
+            tries.append(f"--float-first {FLOAT_FIRST_HINT} keeps the layers that read the image in float")
+        if not options.qat_epochs:
+            tries.append(f"--qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy to give them through INT8")
+        if report.results[-1].passed is False and tries:
+            hint = f"post-training quantization flips too many answers: {'; '.join(tries)} (see the README)"
             report.results[-1].notes.append(hint)
             echo(f"onnx-int8: {hint}")
         if for_engine:
@@ -243,13 +247,13 @@ def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, optio
         echo(f"rounding weights to int8 so that each layer's outputs on {len(tensors)} images of the "
              f"{images.source} move least (GPTQ)")
         start, facts["weight_rounding"] = compensated_rounding(reference, tensors, pick_device("auto"),
-                                                                progress=gate.progress)
+                                                                options.float_first, progress=gate.progress)
     ckpt = sources.checkpoint
     if options.qat_epochs:
         echo(f"INT8-aware fine-tuning: {options.qat_epochs} epoch(s) over {len(tensors)} images of the "
              f"{images.source}, to give the checkpoint's answers through simulated INT8")
         tuned = quantization_aware(ckpt, reference, tensors, epochs=options.qat_epochs, lr=options.qat_lr,
-                                   start=start, progress=gate.progress)
+                                   start=start, float_first=options.float_first, progress=gate.progress)
         qat = facts["qat"] = tuned.facts
         echo(f"simulated INT8 agreement with the checkpoint on those images: "
              f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%} "

@@ -82,11 +82,13 @@ class _SimulatedInt8:
     A module called more than once per forward (torchvision's shared ReLU) gets a range per call, as each call
     is its own node in the ONNX graph."""
 
-    def __init__(self, model: nn.Module):
-        layers = set(int8_layers(model))
+    def __init__(self, model: nn.Module, float_first: int = 0):
+        layers = set(int8_layers(model, float_first))
         self.observing, self.ranges, self.calls, self.hooks, self.layers = True, {}, {}, [], []
         self.norm_output: tuple[torch.Tensor, _ActivationRange] | None = None
-        self.hooks.append(model.register_forward_pre_hook(lambda *_: self.calls.clear()))
+        # What runs before the first INT8 layer stays in float, as the file keeps it (--float-first).
+        self.float_first, self.reached = float_first, True
+        self.hooks.append(model.register_forward_pre_hook(self._forward_starts))
         for module in model.modules():
             if module in layers:
                 self.hooks.append(module.register_forward_pre_hook(self._layer_input))
@@ -104,20 +106,28 @@ class _SimulatedInt8:
         call = self.calls[id(module)] = self.calls.get(id(module), -1) + 1
         return self.ranges.setdefault((id(module), call), _ActivationRange())
 
+    def _forward_starts(self, *_):
+        self.calls.clear()
+        self.reached = not self.float_first
+
     def _layer_input(self, module, args):
+        self.reached = True
         return (self._range(module)(args[0], self.observing), *args[1:])
 
     def _output(self, module, args, out):
-        return self._range(module)(out, self.observing)
+        if self.reached:
+            return self._range(module)(out, self.observing)
 
     def _norm_output(self, module, args, out):
+        if not self.reached:
+            return None
         seen = self._range(module)
         out = seen(out, self.observing)
         self.norm_output = (out, seen)
         return out
 
     def _activation_input(self, module, args):
-        if self.observing and self.norm_output is not None and args[0] is self.norm_output[0]:
+        if self.reached and self.observing and self.norm_output is not None and args[0] is self.norm_output[0]:
             self.norm_output[1].fused = True
 
     def hold_ranges(self) -> None:
@@ -131,9 +141,11 @@ class _SimulatedInt8:
 
 
 def quantization_aware(ckpt: Checkpoint, model: nn.Module, images: torch.Tensor, *, epochs: int, lr: float,
-                       start: nn.Module | None = None, device: str = "auto", progress: bool = True) -> QatOutcome:
+                       start: nn.Module | None = None, float_first: int = 0, device: str = "auto",
+                       progress: bool = True) -> QatOutcome:
     """Fine-tune a copy of `start` (default: `model`, the checkpoint's, FP32, eval) for `epochs` over `images`
-    (preprocessed) with INT8 simulated, to give `model`'s logits. Peak learning rate `lr`, warm-up then cosine."""
+    (preprocessed) with INT8 simulated on all layers but the head and the first `float_first`, to give `model`'s
+    logits. Peak learning rate `lr`, warm-up then cosine."""
     from tqdm.auto import tqdm
 
     from ..training.devices import pick_device
@@ -142,7 +154,7 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, images: torch.Tensor,
     where = pick_device(device)
     teacher = model.to(where).eval()
     student = copy.deepcopy(start if start is not None else teacher).to(where).eval()
-    simulated = _SimulatedInt8(student)
+    simulated = _SimulatedInt8(student, float_first)
     views = torch.stack([images, images.flip(3)])  # each image as it is and mirrored
     batches = [slice(i, i + QAT_BATCH) for i in range(0, len(images), QAT_BATCH)]
     with torch.no_grad():  # the teacher's answers are fixed: computed once for both views

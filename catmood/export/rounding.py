@@ -13,7 +13,7 @@ H = E[x x^T], which cancels the errors that correlated inputs would sum.
 The grid is the one ONNX Runtime derives from the weights: per output channel, symmetric, max |w| / 127. Each
 channel's largest weight is kept where it is (+-127 steps), so ONNX Runtime finds the same scale and its own
 rounding leaves these weights unchanged; batch normalisation folded into a convolution scales whole channels,
-which keeps them on the grid. The classifier head stays in float, as in the INT8 file. Layers are rounded in
+which keeps them on the grid. The classifier head and the first layers stay in float, as in the INT8 file. Layers are rounded in
 forward order, a memory budget of second-moment matrices at a time; each group's inputs come from the
 already rounded layers before it.
 """
@@ -34,10 +34,11 @@ DAMPING = 0.01                  # of the mean diagonal, added to it: keeps H inv
 BATCH = 8                       # images per forward pass (unfolded early activations are large)
 
 
-def int8_layers(model: nn.Module) -> list[nn.Module]:
-    """The convolutions and linear layers that run in INT8: all but the model's head (kept in float)."""
+def int8_layers(model: nn.Module, float_first: int = 0) -> list[nn.Module]:
+    """The convolutions and linear layers that run in INT8: all but the model's head and its first `float_first`
+    (kept in float, see catmood.export.int8), in the order the model defines them: its forward order."""
     head = set(model.head.modules())
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in head]
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in head][float_first:]
 
 
 def _padded(module: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple | int]:
@@ -116,15 +117,15 @@ def round_layer(module: nn.Module, moments: torch.Tensor) -> None:
     module.weight.data = out.reshape(weight.shape).to(weight.dtype)
 
 
-def compensated_rounding(model: nn.Module, images: torch.Tensor, device: torch.device,
+def compensated_rounding(model: nn.Module, images: torch.Tensor, device: torch.device, float_first: int = 0,
                          progress: bool = True) -> tuple[nn.Module, dict]:
-    """A copy of `model` (FP32, eval) whose INT8 layers' weights are rounded with error compensation on
-    `images` (preprocessed, N x C x H x W); with what the INT8 file's metadata says about it."""
+    """A copy of `model` (FP32, eval) whose INT8 layers (see `int8_layers`) have their weights rounded with
+    error compensation on `images` (preprocessed, N x C x H x W); with what the INT8 file's metadata says."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     rounded = copy.deepcopy(model).to(device).eval()
-    layers = [m for m in int8_layers(rounded) if _supported(m)]
+    layers = [m for m in int8_layers(rounded, float_first) if _supported(m)]
     if not layers:
         raise CatmoodError("INT8 weight rounding: the model has no convolution or linear layer besides its head")
     groups, budget = [[]], 0
