@@ -12,7 +12,7 @@ import hashlib
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,10 @@ class Checkpoint:
     def sha256(self) -> str | None:
         """Of the file it was loaded from; hashed once, however many exports record it."""
         return file_sha256(self.path) if self.path else None
+
+    def with_weights(self, model: torch.nn.Module) -> Checkpoint:
+        """This checkpoint (spec, path, config) carrying `model`'s weights instead, on the CPU."""
+        return replace(self, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
 
     def to_dict(self) -> dict[str, Any]:
         data = {

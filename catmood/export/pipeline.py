@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..backends import select_classifier
 from ..backends.torch_backend import TorchBackend
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.report import format_table
 from ..errors import CatmoodError
 from ..fileio import atomic_write_json, atomic_write_text
@@ -208,9 +208,9 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
                       for kind in ("int8", "int8-sym"))
     images, options = quantizer.images, quantizer.options
     with tempfile.TemporaryDirectory(prefix="catmood-qat-") as tmp:
-        source, before = sources.fp32, _weights_for_int8(sources, gate, images, options, echo)
-        if before:
-            sources = dataclasses.replace(sources, checkpoint=before.pop("checkpoint"))
+        source, (weights, before) = sources.fp32, _weights_for_int8(sources, gate, images, options, echo)
+        if weights is not None:
+            sources = dataclasses.replace(sources, checkpoint=weights)
             source = export_onnx(sources.checkpoint, Path(tmp) / sources.fp32.name, input_dtype=sources.input_dtype,
                                  probs=sources.probs, opset=opset)
         echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
@@ -233,12 +233,13 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
                                quantize=functools.partial(quantizer, symmetric=True, before=before))
 
 
-def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, options: Int8Options, echo) -> dict:
+def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, options: Int8Options,
+                      echo) -> tuple[Checkpoint | None, dict]:
     """The weights the INT8 files quantize when they are not the checkpoint's: rounded with error compensation
-    and/or fine-tuned through simulated INT8. {"checkpoint": those weights under the checkpoint's spec, and what
-    the metadata records: "weight_rounding", "qat"}; {} for the checkpoint's own weights."""
+    and/or fine-tuned through simulated INT8. (those weights under the checkpoint's spec, what the metadata
+    records of them: "weight_rounding", "qat"); (None, {}) for the checkpoint's own weights."""
     if options.weight_rounding == "nearest" and not options.qat_epochs:
-        return {}
+        return None, {}
     from ..training.devices import pick_device
 
     reference, tensors, facts = gate.reference.model, read_images(images.paths, sources.checkpoint.spec), {}
@@ -258,9 +259,8 @@ def _weights_for_int8(sources: EngineSources, gate: "_Gatekeeper", images, optio
         echo(f"simulated INT8 agreement with the checkpoint on those images: "
              f"{qat['simulated_agreement']['before']:.2%} -> {qat['simulated_agreement']['after']:.2%} "
              f"({qat['seconds']:.0f} s on {qat['device']})")
-        return {"checkpoint": tuned.checkpoint, **facts}
-    state = {k: v.detach().cpu() for k, v in start.state_dict().items()}
-    return {"checkpoint": dataclasses.replace(ckpt, state_dict=state), **facts}
+        return tuned.checkpoint, facts
+    return ckpt.with_weights(start), facts
 
 
 def _no_engines(report: ExportReport, problem: str, echo) -> None:

@@ -23,7 +23,6 @@ simulation covers most of the rounding, and the gate on real images decides.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from torch.nn.utils import parametrize
 
 from ..checkpoint import Checkpoint
 from ..errors import CatmoodError
-from .rounding import int8_layers
+from .rounding import INT8_MAX, int8_layers, weight_scale
 
 QAT_BATCH = 32
 QAT_EPOCHS_HINT = 6  # what a failed INT8 gate suggests: what the real-image benchmark ran (benchmarks/RESULTS.md)
@@ -69,9 +68,9 @@ class _PerChannelInt8(nn.Module):
     """Weights rounded to int8 per output channel, symmetric; the gradient passes straight through."""
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        scale = weight.detach().abs().flatten(1).amax(1).clamp_min(1e-8).float() / 127
+        scale = weight_scale(weight).clamp_min(1e-8).float()
         zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -INT8_MAX, INT8_MAX)
 
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.GELU)
@@ -188,13 +187,12 @@ def quantization_aware(ckpt: Checkpoint, model: nn.Module, images: torch.Tensor,
                 bar.set_postfix(kl=f"{loss.item():.4f}")
     after = _closeness(student, images, targets[0], batches, where)
     simulated.remove()
-    state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     teacher.cpu()
     facts = {"epochs": epochs, "lr": lr, "images": len(images), "mirrored": True, "target": "the checkpoint's logits",
              "device": str(where), "seconds": round(time.perf_counter() - started, 1),
              "simulated_agreement": {"before": before[0], "after": after[0]},
              "simulated_kl": {"before": before[1], "after": after[1]}}
-    return QatOutcome(dataclasses.replace(ckpt, state_dict=state), facts)
+    return QatOutcome(ckpt.with_weights(student), facts)
 
 
 def _closeness(student: nn.Module, images: torch.Tensor, targets: torch.Tensor, batches, where) -> tuple[float, float]:

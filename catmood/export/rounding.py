@@ -32,6 +32,12 @@ from ..errors import CatmoodError
 HESSIAN_BUDGET_BYTES = 1 << 30  # second-moment matrices gathered in one pass over the images (float64)
 DAMPING = 0.01                  # of the mean diagonal, added to it: keeps H invertible, barely moves the answer
 BATCH = 8                       # images per forward pass (unfolded early activations are large)
+INT8_MAX = 127                  # ONNX Runtime's symmetric int8 weights: -127..127, max |w| of a channel at 127
+
+
+def weight_scale(weight: torch.Tensor) -> torch.Tensor:
+    """ONNX Runtime's int8 grid of a layer's weights: per output channel, max |w| / 127 (one value per channel)."""
+    return weight.detach().abs().flatten(1).amax(1) / INT8_MAX
 
 
 def int8_layers(model: nn.Module, float_first: int = 0) -> list[nn.Module]:
@@ -98,7 +104,7 @@ def round_layer(module: nn.Module, moments: torch.Tensor) -> None:
     weight = module.weight.data
     groups, rows = moments.shape[0], weight.shape[0]
     w = weight.reshape(groups, rows // groups, -1).double()
-    scale = w.abs().amax(2) / 127  # [groups, rows per group]
+    scale = weight_scale(weight).double().reshape(groups, rows // groups)
     anchor = w.abs().argmax(2)     # each row's largest weight stays on +-127: ONNX Runtime's scale then matches
     h = moments.clone()
     diagonal = torch.diagonal(h, dim1=1, dim2=2)
@@ -109,8 +115,8 @@ def round_layer(module: nn.Module, moments: torch.Tensor) -> None:
     todo, out = w.clone(), torch.empty_like(w)
     for i in range(w.shape[2]):
         column = todo[:, :, i]
-        rounded = torch.clamp(torch.round(column / safe), -127, 127)
-        rounded = torch.where(anchor == i, torch.sign(w[:, :, i]) * 127, rounded) * scale
+        rounded = torch.clamp(torch.round(column / safe), -INT8_MAX, INT8_MAX)
+        rounded = torch.where(anchor == i, torch.sign(w[:, :, i]) * INT8_MAX, rounded) * scale
         out[:, :, i] = rounded
         error = (column - rounded) / inverse[:, i, i].unsqueeze(1)
         todo[:, :, i + 1:] -= error.unsqueeze(2) * inverse[:, i, i + 1:].unsqueeze(1)
