@@ -344,6 +344,36 @@ print("INTERRUPTED" if result.interrupted else "FINISHED", len(result.history))
 '''
 
 
+def test_with_loader_workers_ctrl_c_is_raised_between_batches_and_a_second_one_at_once():
+    """Raised where it struck, a Ctrl-C once left a worker queue's lock taken inside multiprocessing's
+    Queue.put, and the loader's clean-up then waited on that lock forever (the real Ctrl-C test below hung)."""
+    import os
+    import signal
+
+    from catmood.data.torch_dataset import make_loader
+
+    before = signal.getsignal(signal.SIGINT)
+    batches = iter(make_loader(torch.utils.data.TensorDataset(torch.arange(32.0)), 4, workers=2))
+    assert next(batches)[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # as if it struck inside the loader's own code
+        sum(range(100_000))                  # Python runs its handler long before this ends
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C was raised where it struck, not between batches")
+    with pytest.raises(KeyboardInterrupt):
+        next(batches)
+    assert signal.getsignal(signal.SIGINT) is before  # the loader's handler is gone with its iteration
+
+    batches = iter(make_loader(torch.utils.data.TensorDataset(torch.arange(32.0)), 4, workers=2))
+    next(batches)
+    os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):  # pressed twice: the user means now
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100_000))
+    del batches
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_real_ctrl_c_with_loader_workers_stops_cleanly(shapes_data, tmp_path):
     """Workers ignore SIGINT, so the main process gets KeyboardInterrupt, not 'worker exited unexpectedly'."""
     import signal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Callable, Sequence
 
 import torch
@@ -39,17 +40,46 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 
 class InterruptSafeLoader(torch.utils.data.DataLoader):
-    """Blocks SIGINT while the workers are forked, so none can be hit before it learns to ignore it; a
-    Ctrl-C in that moment waits in the main process and arrives as soon as the workers are up."""
+    """With worker processes, a Ctrl-C reaches the main process only between batches.
+
+    Blocks SIGINT while the workers are forked, so none can be hit before it learns to ignore it; a Ctrl-C in
+    that moment waits in the main process and arrives as soon as the workers are up. Afterwards a Ctrl-C is
+    noted and raised when the next batch is asked for: raised where it struck, it could leave one of the
+    workers' queue locks taken (inside multiprocessing's Queue.put), and the loader's own clean-up then waited
+    on that lock forever. A second Ctrl-C before then is raised at once."""
 
     def __iter__(self):
-        if not self.num_workers or not hasattr(signal, "pthread_sigmask"):
+        if not self.num_workers or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        return self._between_batches()
+
+    def _start(self):
+        if not hasattr(signal, "pthread_sigmask"):
             return super().__iter__()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             return super().__iter__()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _between_batches(self):
+        pressed = []
+
+        def note(signum, frame):
+            if pressed:
+                raise KeyboardInterrupt
+            pressed.append(signum)
+
+        previous = signal.signal(signal.SIGINT, note)
+        try:
+            for batch in self._start():
+                if pressed:
+                    raise KeyboardInterrupt
+                yield batch
+                if pressed:
+                    raise KeyboardInterrupt
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def make_loader(dataset, batch_size: int, workers: int = 0, **kwargs) -> torch.utils.data.DataLoader:
