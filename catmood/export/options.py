@@ -61,9 +61,9 @@ class Int8Options:
     `calib_dir`), spread over the classes, through the spec's own preprocessing, `batch` at a time. Weights are
     rounded to int8 by `weight_rounding`: "gptq" on those images (see catmood.export.rounding) or "nearest". The
     first `float_first` convolutions or matrix products, which read the image, stay in float with the
-    checkpoint's weights (see catmood.export.int8). With
-    `qat_epochs`, a copy of the model first learns the checkpoint's answers through simulated INT8 on those
-    images (see catmood.export.qat), at peak learning rate `qat_lr`."""
+    checkpoint's weights (see catmood.export.int8). With `qat_epochs`, a copy of the model first learns the
+    checkpoint's answers through simulated INT8 on those images (see catmood.export.qat), at peak learning rate
+    `qat_lr`."""
 
     calib_images: int = 300
     calib_method: str = "minmax"

@@ -114,8 +114,7 @@ class _SimulatedInt8:
         return (self._range(module)(args[0], self.observing), *args[1:])
 
     def _output(self, module, args, out):
-        if self.reached:
-            return self._range(module)(out, self.observing)
+        return self._range(module)(out, self.observing) if self.reached else None
 
     def _norm_output(self, module, args, out):
         if not self.reached:
