@@ -16,8 +16,9 @@ compensation, catmood.export.rounding, which puts them on the grid the simulatio
 The target is the checkpoint's logits (distillation by KL divergence) on the calibration images and their mirror
 images: no labels are needed, and the INT8 file is gated against the checkpoint, never against the copy.
 Normalisation statistics and dropout stay as trained (eval mode); the classifier head, and with `float_first`
-everything that runs before the first INT8 layer, stay in float, as they do in the INT8 file. Ops that are not modules (residual additions, attention products) are not simulated: the
-simulation covers most of the rounding, and the gate on real images decides.
+everything that runs before the first INT8 layer, stay in float, as they do in the INT8 file. Ops that are not
+modules (residual additions, attention products) are not simulated: the simulation covers most of the rounding,
+and the gate on real images decides.
 """
 
 from __future__ import annotations
