@@ -119,8 +119,8 @@ def test_onnx_runtime_keeps_the_compensated_rounding(models, tmp_path):
         quant_pre_process(str(src), str(tmp_path / f"{name}.prepared.onnx"))  # folds normalisation, as int8.py
         prepared = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / f"{name}.prepared.onnx"))
                     .graph.initializer}
-        out = Int8Quantizer(images, Int8Options(weight_rounding=name.replace("compensated", "gptq"), float_first=first))(
-            src, tmp_path / f"{name}.int8.onnx")
+        options = Int8Options(weight_rounding=name.replace("compensated", "gptq"), float_first=first)
+        out = Int8Quantizer(images, options)(src, tmp_path / f"{name}.int8.onnx")
         tensors = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
         moved = []
         for key, q in tensors.items():
@@ -136,7 +136,8 @@ def test_onnx_runtime_keeps_the_compensated_rounding(models, tmp_path):
 
 
 def test_export_rounds_with_compensation_by_default_and_says_so(models, tmp_path, capsys):
-    """The defaults (compensated rounding, every layer but the head in INT8), then neither, from the command line."""
+    """The defaults (compensated rounding, every layer but the head in INT8), then nearest rounding with the first
+    two layers in float, from the command line."""
     checkpoint = str(models[0])
     assert cli.main(["export", checkpoint, "--int8", "--out", str(tmp_path / "gptq"), "--no-latency"]) == 0
     printed = capsys.readouterr().out

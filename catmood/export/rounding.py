@@ -13,9 +13,9 @@ H = E[x x^T], which cancels the errors that correlated inputs would sum.
 The grid is the one ONNX Runtime derives from the weights: per output channel, symmetric, max |w| / 127. Each
 channel's largest weight is kept where it is (+-127 steps), so ONNX Runtime finds the same scale and its own
 rounding leaves these weights unchanged; batch normalisation folded into a convolution scales whole channels,
-which keeps them on the grid. The classifier head and the first layers stay in float, as in the INT8 file. Layers are rounded in
-forward order, a memory budget of second-moment matrices at a time; each group's inputs come from the
-already rounded layers before it.
+which keeps them on the grid. The classifier head, and the first `float_first` layers, stay in float with the
+checkpoint's weights, as in the INT8 file. Layers are rounded in forward order, a memory budget of second-moment
+matrices at a time; each group's inputs come from the already rounded layers before it.
 """
 
 from __future__ import annotations
