@@ -175,3 +175,24 @@ def test_a_small_memory_budget_rounds_in_more_passes_each_after_the_last(models,
     for layer in int8_layers(sequential):
         steps = grid_steps(layer.weight)
         assert torch.allclose(steps, torch.round(steps), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "resnet18"])
+def test_the_first_layers_the_file_keeps_in_float_are_the_ones_the_rounding_leaves(name, tmp_path):
+    """The INT8 file counts its first layers in graph order, the rounding and the fine-tuning in the model's own
+    order: for these backbones (timm's with TF-style padding, torchvision's) they agree."""
+    from catmood.checkpoint import Checkpoint
+    from catmood.export.int8 import COMPUTE_OPS, FIRST_LAYERS, float_nodes
+    from catmood.export.onnx import export_onnx
+    from catmood.training.models import create_model
+
+    created = create_model(name, ("a", "b"), pretrained=False, input_size=64)
+    graph = onnx.load(str(export_onnx(Checkpoint(None, created.spec, created.model.state_dict()),
+                                      tmp_path / "model.onnx", model=created.model))).graph
+    kept = float_nodes(graph, first=3)
+    in_graph = [n.input[1] for n in graph.node
+                if n.op_type in COMPUTE_OPS and kept.get(n.name, ("", ""))[1] == FIRST_LAYERS]
+    names = {module: name for name, module in created.model.named_modules()}
+    skipped = [m for m in int8_layers(created.model) if m not in int8_layers(created.model, 3)]
+    assert in_graph == [f"{names[m]}.weight" for m in skipped] and len(skipped) == 3
+
