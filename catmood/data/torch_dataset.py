@@ -49,8 +49,10 @@ class InterruptSafeLoader(torch.utils.data.DataLoader):
     on that lock forever. A second Ctrl-C before then is raised at once."""
 
     def __iter__(self):
-        if not self.num_workers or threading.current_thread() is not threading.main_thread():
+        if not self.num_workers:
             return super().__iter__()
+        if threading.current_thread() is not threading.main_thread():
+            return self._start()  # Python runs signal handlers in the main thread only: nothing to defer here
         return self._between_batches()
 
     def _start(self):
