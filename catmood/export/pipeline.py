@@ -216,15 +216,16 @@ def _int8_files(report: ExportReport, gate: "_Gatekeeper", sources: EngineSource
         echo(f"quantizing to INT8 (QDQ, calibrated on {len(images.paths)} images of the {images.source}) -> {cpu}")
         quantizer(source, cpu, before=before)
         report.results.append(gate.check("onnx-int8", cpu, notes=quantization_notes(cpu)))
-        tries = []  # what the user has not tried yet, cheapest first
-        if not options.float_first:
-            tries.append(f"--float-first {FLOAT_FIRST_HINT} keeps the layers that read the image in float")
-        if not options.qat_epochs:
-            tries.append(f"--qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy to give them through INT8")
-        if report.results[-1].passed is False and tries:
-            hint = f"post-training quantization flips too many answers: {'; '.join(tries)} (see the README)"
-            report.results[-1].notes.append(hint)
-            echo(f"onnx-int8: {hint}")
+        if report.results[-1].passed is False:
+            tries = []  # what the user has not tried yet, cheapest first
+            if not options.float_first:
+                tries.append(f"--float-first {FLOAT_FIRST_HINT} keeps the layers that read the image in float")
+            if not options.qat_epochs:
+                tries.append(f"--qat-epochs {QAT_EPOCHS_HINT} fine-tunes a copy to give them through INT8")
+            if tries:
+                hint = f"post-training quantization flips too many answers: {'; '.join(tries)} (see the README)"
+                report.results[-1].notes.append(hint)
+                echo(f"onnx-int8: {hint}")
         if for_engine:
             echo(f"quantizing with symmetric int8 activations for TensorRT (same calibration) -> {symmetric}")
             quantizer(source, symmetric, symmetric=True, before=before)
