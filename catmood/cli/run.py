@@ -36,8 +36,12 @@ def add(sub) -> None:
                                      "gives preprocessing and labels. Images (a file, folder or glob) are "
                                      "classified each on its own, as `catmood predict` does.")
     run.add_argument("model", type=Path)
-    run.add_argument("--source", required=True, help="camera index (0), video file, rtsp/http URL, image, folder "
-                                                     "or glob")
+    run.add_argument("--source", action="append", metavar="[NAME=]SOURCE",
+                     help="camera index (0), video file, rtsp/http URL, GStreamer pipeline (with '!'), image, folder "
+                          "or glob; give it several times for several cameras, each named NAME or cam0, cam1, ...")
+    run.add_argument("--sources", type=Path, metavar="FILE",
+                     help="one source per line ([NAME=]SOURCE, # comments); edits add and remove cameras while "
+                          "the run goes on")
     _add_model_flags(run)
     run.add_argument("--out", help="write the annotated video (mp4v); for images: a folder of annotated copies")
     run.add_argument("--show", action="store_true", help="show a window when a display exists (q quits)")
@@ -49,7 +53,12 @@ def add(sub) -> None:
                      help="seconds a new label must lead before it shows (default %(default)s)")
     run.add_argument("--detect-every", type=int, default=default("detect_every"),
                      help="run the face detector every N frames (default %(default)s)")
-    run.add_argument("--max-frames", type=int, default=default("max_frames"), help="stop after N frames")
+    run.add_argument("--max-frames", type=int, default=default("max_frames"), help="stop each source after N frames")
+    run.add_argument("--give-up", type=float, default=default("give_up_s"),
+                     help="seconds without a frame before a camera or stream is given up (default %(default)s)")
+    run.add_argument("--batch-timeout", type=float, default=default("batch_timeout_ms"), metavar="MS",
+                     help="longest wait for the other cameras' frames before a batch runs (default: a quarter "
+                          "of the fastest camera's frame period, at most 20 ms)")
     run.add_argument("--serve", metavar="[HOST:]PORT", default=default("serve"),
                      help="live view in a browser: page, MJPEG, status, metrics (HOST defaults to 127.0.0.1; "
                           "0.0.0.0 for every interface)")
@@ -81,8 +90,14 @@ def _runtime_options(args, **more):
 def _cmd_run(args) -> int:
     options = _runtime_options(args, alpha=args.smooth, hold_s=args.hold, detect_every=args.detect_every,
                                realtime=args.realtime, show=args.show, max_frames=args.max_frames,
-                               serve=args.serve, serve_token=args.serve_token, serve_fps=args.serve_fps)
-    return _run_source(args, options, args.source)
+                               serve=args.serve, serve_token=args.serve_token, serve_fps=args.serve_fps,
+                               give_up_s=args.give_up, batch_timeout_ms=args.batch_timeout)
+    if not args.source and args.sources is None:
+        from ..errors import CatmoodError
+
+        raise CatmoodError("catmood run needs --source SOURCE (one or more) or --sources FILE")
+    source = args.source[0] if args.source and len(args.source) == 1 else (args.source or [])
+    return _run_source(args, options, source, args.sources)
 
 
 def _cmd_predict(args) -> int:
@@ -92,21 +107,28 @@ def _cmd_predict(args) -> int:
     return _run_source(args, options, open_images(args.source))
 
 
-def _run_source(args, options, source) -> int:
-    """Check the record outputs, run, write the summary; `source`: what --source says, or a FrameSource."""
+def _run_source(args, options, source, sources_file: Path | None = None) -> int:
+    """Check the record outputs, run, write the summary; `source`: what --source says (one or a list), or a
+    FrameSource; `sources_file`: the --sources file."""
     from ..fileio import atomic_write_json, check_output
     from ..runtime.pipeline import run_pipeline
 
-    sources = [args.source] if isinstance(args.source, str) else args.source
-    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *sources, args.detector]  # and a sidecar
+    from ..runtime.sourcelist import parse_line
+
+    given = [args.source] if isinstance(args.source, str) else list(args.source or [])
+    sources = [parsed[1] for parsed in map(parse_line, given) if parsed]  # NAME=FILE names FILE
+    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *sources, sources_file,
+              args.detector]  # and a sidecar
     for path, what, kind in ((args.events, "--events", "JSON lines file"), (args.csv, "--csv", "CSV file"),
                              (args.summary, "--summary", "JSON file")):
         if path:
             check_output(path, what, kind, inputs=inputs)
-    summary = run_pipeline(args.model, source, options, backend=args.backend, device=args.device)
+    summary = run_pipeline(args.model, source, options, backend=args.backend, device=args.device,
+                           sources_file=sources_file)
     if args.summary:
         atomic_write_json(args.summary, summary.to_dict())
-    for name, path in (("images" if summary.kind == "images" else "video", summary.out),
+    for name, path in (("images" if summary.kind == "images" else "videos" if len(summary.sources) > 1 else "video",
+                        summary.out),
                        ("events", summary.events), ("csv", summary.csv)):
         if path:
             print(f"{name}: {path}")

@@ -10,7 +10,8 @@ from ..errors import CatmoodError
 # Field -> the `catmood run` flag that sets it, so a bad value is named as the user typed it.
 FLAGS = {"alpha": "--smooth", "hold_s": "--hold", "threshold": "--threshold", "detect_every": "--detect-every",
          "max_frames": "--max-frames", "pad": "pad", "max_faces": "max_faces", "serve_fps": "--serve-fps",
-         "top_k": "--top-k", "detector_class": "--detector-class"}
+         "top_k": "--top-k", "detector_class": "--detector-class", "give_up_s": "--give-up",
+         "batch_timeout_ms": "--batch-timeout"}
 LOOPBACK = "127.0.0.1"  # where --serve listens unless a host is given
 TOKEN_ENV = "CATMOOD_SERVE_TOKEN"  # the live view's token when serve_token is None
 
@@ -32,7 +33,9 @@ class RuntimeOptions:
     events: str | None = None      # JSON lines, one per frame (per image, with its file)
     csv: str | None = None         # CSV, one row per frame or image and face
     top_k: int = 3                 # classes per printed line of an image
-    max_frames: int | None = None  # stop after this many frames (None: the whole source)
+    max_frames: int | None = None  # stop each source after this many frames (None: the whole source)
+    give_up_s: float = 30.0        # a camera or stream with no frame for this long is given up
+    batch_timeout_ms: float | None = None  # longest wait for other cameras' frames (None: from their fps)
     serve: str | None = None       # "[HOST:]PORT": live view in a browser (HOST: LOOPBACK; PORT 0: any free one)
     serve_token: str | None = None  # viewers must present it (None: the TOKEN_ENV variable, if set)
     serve_fps: float = 10.0        # the live view's JPEG and update rate, at most
@@ -46,7 +49,11 @@ class RuntimeOptions:
                   ("detector_class", _whole(self.detector_class) and self.detector_class >= 0, "a whole number >= 0"),
                   ("max_frames", self.max_frames is None or (_whole(self.max_frames) and self.max_frames >= 1),
                    "a whole number >= 1"),
-                  ("serve_fps", 0 < self.serve_fps <= 240, "in (0, 240]"))
+                  ("serve_fps", 0 < self.serve_fps <= 240, "in (0, 240]"),
+                  ("give_up_s", _number(self.give_up_s) and 0 < self.give_up_s <= 7 * 86400, "in (0, 604800] seconds"),
+                  ("batch_timeout_ms", self.batch_timeout_ms is None or (_number(self.batch_timeout_ms)
+                                                                         and 0 <= self.batch_timeout_ms <= 1000),
+                   "in [0, 1000] ms"))
         if self.serve is not None:
             serve_address(self.serve)
         elif self.serve_token:
@@ -70,6 +77,10 @@ def serve_address(text: str) -> tuple[str, int]:
     if not (port.isdigit() and int(port) <= 65535):
         raise CatmoodError(f"--serve must be [HOST:]PORT with PORT a number 0-65535, got {text!r}")
     return host, int(port)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
 
 
 def _whole(value) -> bool:

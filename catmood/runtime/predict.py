@@ -32,7 +32,10 @@ def open_images(sources: str | list[str]) -> FrameSource:
             raise CatmoodError(f"{source}: catmood predict classifies images (an image, a folder or a glob); "
                                "use catmood run for videos, cameras and streams")
 
-        opened.append(open_source(source, capture_factory=refuse))
+        images = open_source(source, capture_factory=refuse)
+        if images.kind not in INDEPENDENT_KINDS:  # a camera or stream (nothing was opened yet)
+            refuse(source)
+        opened.append(images)
     if len(opened) == 1:
         return opened[0]
     return ImageListSource([path for source in opened for path in source.paths], f"{len(sources)} sources")

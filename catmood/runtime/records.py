@@ -33,18 +33,18 @@ class LinesFile:
 
 
 class CsvRecords:
-    """Columns: file, frame, time, face (its id), x, y, w, h (its box), label, confidence, one p_<class> per
+    """Columns: source (its name), file (the image, or what the source is), frame, time, face (its id), x, y, w, h (its box), label, confidence, one p_<class> per
     class (this frame's own probabilities), error (why an image could not be read)."""
 
     def __init__(self, path: str | os.PathLike, class_names):
         self.out = LinesFile(path)
         self.class_names = list(class_names)
         self.writer = csv.writer(self.out.file, lineterminator="\n")
-        self.writer.writerow(["file", "frame", "time", "face", "x", "y", "w", "h", "label", "confidence",
+        self.writer.writerow(["source", "file", "frame", "time", "face", "x", "y", "w", "h", "label", "confidence",
                               *(f"p_{name}" for name in self.class_names), "error"])
 
     def write(self, result: FrameResult, file: str) -> None:
-        head = [file, result.frame.index, round(result.frame.timestamp, 4)]
+        head = [result.source, file, result.frame.index, round(result.frame.timestamp, 4)]
         if not result.faces:
             self.writer.writerow([*head, "", "", "", "", "", NO_FACE, "", *[""] * len(self.class_names), ""])
         for face in result.faces:
@@ -52,8 +52,8 @@ class CsvRecords:
             self.writer.writerow([*head, "" if face.track_id is None else face.track_id, *box, face.decision.label,
                                   round(face.decision.confidence, 4), *(round(float(p), 5) for p in face.probs), ""])
 
-    def skipped(self, file: str, reason: str) -> None:
-        self.writer.writerow([file, *[""] * (9 + len(self.class_names)), reason])
+    def skipped(self, file: str, reason: str, source: str = "cam0") -> None:
+        self.writer.writerow([source, file, *[""] * (9 + len(self.class_names)), reason])
 
     def close(self) -> None:
         self.out.close()

@@ -39,12 +39,13 @@ BOUNDARY = "frame"
 
 class LiveView:
     """An HTTP server on a daemon thread, started at construction (`port` is the bound one); `close()`
-    ends it and every open stream. `dropped()`: the source's count of frames it skipped."""
+    ends it and every open stream. `sources()`: every source's state as a dict (name, source, kind, state,
+    frames, dropped, reconnects, end_reason, problem), set by the run once its sources are known."""
 
-    def __init__(self, address: str, class_names, *, token: str | None = None, fps: float = 10.0,
-                 source: str = "", dropped=lambda: 0, echo=print):
+    def __init__(self, address: str, class_names, *, token: str | None = None, fps: float = 10.0, echo=print):
         host, port = serve_address(address)
-        self.class_names, self.source, self.dropped, self.period = list(class_names), source, dropped, 1.0 / fps
+        self.class_names, self.period = list(class_names), 1.0 / fps
+        self.sources = lambda: []
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.latest: tuple | None = None  # (seq, image, event, fps): replaced whole, so readers see one frame
         self.frames, self.running, self.viewers = 0, True, 0
@@ -72,7 +73,11 @@ class LiveView:
         if host != LOOPBACK and not self.token:
             echo(f"note: the live view is open to anyone who can reach {host}; set --serve-token or {TOKEN_ENV}")
 
-    def publish(self, image: np.ndarray, event: dict, latency_ms: dict, fps: float | None) -> None:
+    def dropped(self) -> int:
+        return sum(source["dropped"] for source in self.sources())
+
+    def publish(self, image: np.ndarray, event: dict, latency_ms: dict, fps: float | None,
+                source: str = "cam0") -> None:
         """The newest annotated frame and its event (pipeline thread: no copy, no wait, no encoding). The
         pipeline keeps adding its own time to `latency_ms` after this call, so stages are counted a frame late."""
         self.frames += 1
@@ -136,7 +141,8 @@ class LiveView:
         """The run now as JSON: the latest event, fps, frames, dropped, recent stage latencies, colours."""
         latest = self.latest
         return json.dumps(dict(
-            running=self.running, source=self.source, classes=self.class_names,
+            running=self.running, source=latest[2].get("source", "") if latest else "", sources=self.sources(),
+            classes=self.class_names,
             colours={name: "#%02x%02x%02x" % colour(name, self.class_names)[::-1] for name in self.class_names},
             frames=self.frames, dropped=self.dropped(), fps=round(latest[3] or 0.0, 2) if latest else 0.0,
             stages_ms={stage: round(statistics.median(tuple(values)), 3) 

@@ -1,17 +1,16 @@
-"""Where frames come from: camera index, video file, RTSP/HTTP stream, image file, folder or glob.
+"""Where frames come from: camera index, video file, RTSP/HTTP stream, GStreamer pipeline, image file, folder
+or glob. A source is an iterator of `Frame`s; the runtime reads each on its own thread (`scheduler.Feed`).
 
-Live sources (camera, stream) are read on a capture thread that keeps only the newest frame, so a slow
-model never builds up delay; frames it never got to are counted as dropped. Streams reconnect with
-backoff after a drop and may change frame size. Files are read frame by frame without drops, unless
-`realtime` paces them at their native fps and skips the frames that are already late.
+Live sources (`streams.LiveSource`: camera, stream, pipeline) matter only for their newest frame, so a slow
+model never builds up delay; frames it never got to are counted as dropped. They connect, reconnect with
+backoff and may change frame size. Files are read frame by frame without drops, unless `realtime` paces them
+at their native fps and skips the frames that are already late (then they are live too).
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +38,23 @@ class Frame:
 
 
 class FrameSource:
-    """Iterate to get `Frame`s; `close()` releases the device. `dropped` counts frames never processed."""
+    """Iterate to get `Frame`s; `close()` releases the device. `dropped` counts frames never processed.
+    `live`: only the newest frame matters (a frame not taken before the next one arrives is dropped);
+    otherwise every frame is classified in order. `state` and `reconnects` are what the run shows."""
 
     kind = "?"
+    live = False
 
     def __init__(self, name: str):
         self.name = name
         self.fps: float | None = None
         self.dropped = 0
+        self.reconnects = 0
+        self.state = "live"
         self.end_reason = "end of source"
+
+    def stop(self) -> None:
+        """Ask an iteration under way (on another thread) to end soon."""
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -83,7 +90,7 @@ class VideoFileSource(FrameSource):
         self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) else None
         count = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if count and count > 0 and np.isfinite(count) else None
-        self.realtime = realtime
+        self.realtime = self.live = realtime
 
     def _ended(self, decoded: int) -> None:
         """The end reason, once frames stop: a file whose header announces more frames than could be decoded
@@ -98,7 +105,7 @@ class VideoFileSource(FrameSource):
         return 1.0 / self.fps if self.fps else 1 / 30
 
     def __iter__(self) -> Iterator[Frame]:
-        return self._paced() if self.realtime else self._prefetched()
+        return self._paced() if self.realtime else self._every()
 
     def _paced(self) -> Iterator[Frame]:
         """At the native rate; frames whose time has already passed are skipped, not decoded."""
@@ -122,44 +129,17 @@ class VideoFileSource(FrameSource):
             yield Frame(image, index, index * period, (time.perf_counter() - t0) * 1000)
             index += 1
 
-    def _prefetched(self) -> Iterator[Frame]:
-        """Every frame in order, decoded on a thread a few frames ahead, so decoding overlaps inference."""
+    def _every(self) -> Iterator[Frame]:
+        """Every frame in order (the runtime reads it on the source's own thread, a few frames ahead)."""
         period = self.period
-        frames: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
-
-        def decode() -> None:
-            try:
-                while not stop.is_set():
-                    ok, image = self.capture.read()
-                    item = image if ok and image is not None else None
-                    while not stop.is_set():
-                        try:
-                            frames.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if item is None:
-                        return
-            except Exception as exc:  # surface decoder failures in the consumer, not a dead thread
-                frames.put(exc)
-
-        reader = threading.Thread(target=decode, name=f"decode {self.name}", daemon=True)
-        reader.start()
-        try:
-            index = 0
-            while True:
-                t0 = time.perf_counter()
-                item = frames.get()
-                if item is None:
-                    return self._ended(index)
-                if isinstance(item, Exception):
-                    raise SourceError(f"{self.name}: decoding failed at frame {index} ({item})")
-                yield Frame(item, index, index * period, (time.perf_counter() - t0) * 1000)
-                index += 1
-        finally:
-            stop.set()
-            reader.join(timeout=5)
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                return self._ended(index)
+            yield Frame(image, index, index * period, (time.perf_counter() - t0) * 1000)
+            index += 1
 
     def close(self) -> None:
         self.capture.release()
@@ -196,96 +176,21 @@ def unreadable_reason(path: Path) -> str:
     return "OpenCV cannot decode it (Pillow can: convert it to PNG or JPEG)"
 
 
-class LiveSource(FrameSource):
-    """A camera or stream read on its own thread; the consumer always gets the newest frame."""
+def open_source(source: str | int, *, realtime: bool = False, capture_factory: Callable | None = None) -> FrameSource:
+    """Open what the user typed after --source: 0, video.mp4, rtsp://..., a GStreamer pipeline (it holds '!'),
+    cat.jpg, a folder, or a glob. Cameras and streams connect on the thread that reads them, so one that is
+    offline now is retried while the run goes on. A source's `name` is its text with any password masked."""
+    from .sourcelist import display
+    from .streams import LiveSource, gstreamer_factory
 
-    def __init__(self, target, name: str, kind: str, factory=cv2.VideoCapture, reconnect: bool = True,
-                 give_up_after: float = 30.0, first_frame_timeout: float = 15.0):
-        super().__init__(name)
-        self.kind = kind
-        self.target = target
-        self.factory = factory
-        self.reconnect = reconnect
-        self.give_up_after = give_up_after
-        self.first_frame_timeout = first_frame_timeout
-        self.capture = _open_capture(target, factory)
-        if self.capture is None:
-            what = "camera" if kind == "camera" else "stream"
-            raise SourceError(f"{name}: cannot open the {what} (check the {'index and that no other program uses it' if kind == 'camera' else 'URL and that it is reachable'})")
-        fps = self.capture.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 0 < fps < 1000 else None
-        self.reconnects = 0
-        self._cond = threading.Condition()
-        self._latest: tuple[np.ndarray, int, float] | None = None
-        self._taken = -1
-        self._read = 0
-        self._done = False
-        self._stop = threading.Event()
-        self._started = time.perf_counter()
-        self._thread = threading.Thread(target=self._reader, name=f"capture {name}", daemon=True)
-        self._thread.start()
-
-    def _reader(self) -> None:
-        backoff = 0.25
-        lost_since = None
-        while not self._stop.is_set():
-            ok, image = self.capture.read() if self.capture is not None else (False, None)
-            if ok and image is not None:
-                lost_since, backoff = None, 0.25
-                with self._cond:
-                    self._latest = (image, self._read, time.perf_counter() - self._started)
-                    self._read += 1
-                    self._cond.notify_all()
-                continue
-            if not self.reconnect:
-                self.end_reason = "end of stream"
-                break
-            lost_since = lost_since or time.perf_counter()
-            if time.perf_counter() - lost_since > self.give_up_after:
-                self.end_reason = f"stream lost for {self.give_up_after:.0f} s; gave up after {self.reconnects} reconnect(s)"
-                break
-            if self.capture is not None:
-                self.capture.release()
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
-            self.capture = _open_capture(self.target, self.factory)
-            self.reconnects += 1
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
-
-    def __iter__(self) -> Iterator[Frame]:
-        deadline = time.perf_counter() + self.first_frame_timeout
-        while True:
-            t0 = time.perf_counter()
-            with self._cond:
-                while not self._done and (self._latest is None or self._latest[1] == self._taken):
-                    if self._latest is None and time.perf_counter() > deadline:
-                        raise SourceError(f"{self.name}: opened, but no frame arrived within "
-                                          f"{self.first_frame_timeout:.0f} s")
-                    self._cond.wait(timeout=0.5)
-                if self._latest is None or self._latest[1] == self._taken:
-                    return  # the reader is done and nothing new is left
-                image, index, stamp = self._latest
-                self.dropped += index - self._taken - 1
-                self._taken = index
-            yield Frame(image, index, stamp, (time.perf_counter() - t0) * 1000)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self.capture is not None:
-            self.capture.release()
-
-
-def open_source(source: str | int, *, realtime: bool = False, capture_factory: Callable = cv2.VideoCapture,
-                give_up_after: float = 30.0) -> FrameSource:
-    """Open what the user typed after --source: 0, video.mp4, rtsp://..., cat.jpg, a folder, or a glob."""
     text = str(source).strip()
+    shown = display(text)
     if text.isdigit():
-        return LiveSource(int(text), f"camera {text}", "camera", capture_factory, reconnect=False)
+        return LiveSource(int(text), f"camera {text}", "camera", capture_factory)
     if text.lower().startswith(STREAM_SCHEMES):
-        return LiveSource(text, text, "stream", capture_factory, give_up_after=give_up_after)
+        return LiveSource(text, shown, "stream", capture_factory)
+    if "!" in text and not Path(text).expanduser().exists():
+        return LiveSource(text, shown, "pipeline", capture_factory or gstreamer_factory())
     path = Path(text).expanduser()
     if any(ch in text for ch in "*?["):
         paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True) if is_image_name(p))
@@ -300,6 +205,6 @@ def open_source(source: str | int, *, realtime: bool = False, capture_factory: C
     if path.is_file():
         if is_image_name(path):
             return ImageListSource([path], str(path))
-        return VideoFileSource(path, realtime=realtime, factory=capture_factory)
-    raise SourceError(f"{text}: source not found (a camera index, video file, image, folder, glob or "
-                      "rtsp/http URL)")
+        return VideoFileSource(path, realtime=realtime, factory=capture_factory or cv2.VideoCapture)
+    raise SourceError(f"{shown}: source not found (a camera index, video file, image, folder, glob, "
+                      "rtsp/http URL or GStreamer pipeline)")
