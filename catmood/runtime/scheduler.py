@@ -83,11 +83,12 @@ class Feed:
         """Done (call with the condition held): no more frames will come; those pending are still taken."""
         if not self.done:
             self.done, self.final_state, self.end_reason = True, state, reason
-            self.source.stop()
+            self.source.stop_reading()
             self.cond.notify_all()
 
-    def take(self) -> Frame:
+    def take(self, waited_ms: float = 0.0) -> Frame:
         frame = self.pending.popleft()
+        frame.capture_ms = waited_ms
         self.taken += 1
         if self.max_frames and self.taken >= self.max_frames:
             self.pending.clear()
@@ -173,6 +174,8 @@ class Scheduler:
         return min(MAX_WAIT_S, 0.25 / max(rates)) if rates else 0.0
 
     def next_batch(self) -> list[tuple[Feed, Frame]] | None:
+        """Every source's next frame (its `capture_ms`: how long this call waited), or None at the end."""
+        called = time.perf_counter()
         with self.cond:
             first_ready = None
             while not self.closed:
@@ -188,7 +191,7 @@ class Scheduler:
                                and f.source.state == "live"]
                     left = first_ready + self.timeout() - now
                     if not waiting or left <= 0:
-                        return [(f, f.take()) for f in ready]
+                        return [(f, f.take(waited_ms=(now - called) * 1000)) for f in ready]
                     self.cond.wait(min(left, WATCH_S))
                 else:
                     self.cond.wait(WATCH_S)

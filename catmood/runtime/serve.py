@@ -1,10 +1,11 @@
-"""The live view for headless boxes (`catmood run ... --serve [HOST:]PORT`): a page with the annotated stream
-and the mood per face, MJPEG, a snapshot, the latest event, a health check and Prometheus metrics.
+"""The live view for headless boxes (`catmood run ... --serve [HOST:]PORT`): a page with every camera (its
+stream, mood and a strip of its recent moods), per camera MJPEG and snapshot (`?source=NAME`; without it the
+first source), every source's state as JSON and Server-Sent Events, a health check and Prometheus metrics.
 
-The pipeline only hands over the newest annotated frame and its event (`publish`, a few microseconds). One
-ticker thread, at `serve_fps` at most, takes the newest of them, encodes one JPEG and one status JSON for
-all viewers and wakes them; each viewer writes on its own thread, so a slow one skips frames and never
-holds up the pipeline or the other viewers.
+The pipeline only hands over each source's newest annotated frame and event (`publish`, a few microseconds).
+One ticker thread, at `serve_fps` at most, encodes one JPEG per source that someone streams and one status
+JSON for all viewers, and wakes them; each viewer writes on its own thread, so a slow one skips frames and
+never holds up the pipeline or the other viewers.
 """
 
 from __future__ import annotations
@@ -22,19 +23,18 @@ from importlib import resources
 from socketserver import TCPServer
 from urllib.parse import parse_qs, urlsplit
 
-import cv2
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
 from ..errors import CatmoodError
 from .options import LOOPBACK, TOKEN_ENV, serve_address
 from .overlay import colour
+from .serve_cameras import BOUNDARY, HISTORY_S, Camera, Metrics, down, implied
 
-JPEG_QUALITY = 80
 RECENT = 120  # frames behind the page's stage latencies
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-BOUNDARY = "frame"
+INITIAL = b'<script id="initial" type="application/json">null</script>'  # in live.html: the status goes there
+IDLE_STATUS_S = 1.0  # with no new frame, states (a camera lost, given up) and strips still move this often
 
 
 class LiveView:
@@ -47,20 +47,18 @@ class LiveView:
         self.class_names, self.period = list(class_names), 1.0 / fps
         self.sources = lambda: []
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-        self.latest: tuple | None = None  # (seq, image, event, fps): replaced whole, so readers see one frame
-        self.frames, self.running, self.viewers = 0, True, 0
+        self.cameras: dict[str, Camera] = {}  # by source name, in the order their first frames came
+        self.newest: Camera | None = None     # the camera of the newest frame of all
+        self.frames, self.running = 0, True
+        self.started = time.perf_counter()
         self.ready = threading.Condition()
         self.tick = 0
-        self.jpeg: tuple | None = None  # (seq, JPEG of that frame, when encoded, as an MJPEG part)
-        self.encode_lock = threading.Lock()
         self.recent = {}
-        self.previous_latency: dict | None = None
+        self.previous_latency: tuple | None = None  # (camera, its latency_ms)
         self.registry = CollectorRegistry()
-        self.frame_counter = Counter("catmood_frames", "Frames classified", registry=self.registry)
         self.stage_seconds = Histogram("catmood_stage_latency_seconds", "Time per frame in each stage",
-                                       ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
-        self.label_counter = Counter("catmood_labels", "Frames per shown label", ["label"], registry=self.registry)
-        self.registry.register(_Gauges(self))
+                                       ["stage", "source"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.registry.register(Metrics(self))
         self.status = self.build_status()
         self.server = _bind(host, port, self)
         self.port = self.server.server_address[1]
@@ -73,23 +71,25 @@ class LiveView:
         if host != LOOPBACK and not self.token:
             echo(f"note: the live view is open to anyone who can reach {host}; set --serve-token or {TOKEN_ENV}")
 
-    def dropped(self) -> int:
-        return sum(source["dropped"] for source in self.sources())
-
     def publish(self, image: np.ndarray, event: dict, latency_ms: dict, fps: float | None,
                 source: str = "cam0") -> None:
-        """The newest annotated frame and its event (pipeline thread: no copy, no wait, no encoding). The
-        pipeline keeps adding its own time to `latency_ms` after this call, so stages are counted a frame late."""
+        """`source`'s newest annotated frame and its event (pipeline thread: no copy, no wait, no encoding).
+        The pipeline keeps adding its own time to `latency_ms` after this call, so stages are counted a frame
+        late."""
+        camera = self.cameras.get(source) or self.camera_for(source)
         self.frames += 1
-        self.latest = (self.frames, image, event, fps)
-        self.frame_counter.inc()
-        self.label_counter.labels(event["label"]).inc()
-        self._observe(latency_ms)
+        camera.publish(self.frames, image, event, fps, time.perf_counter())
+        self.newest = camera
+        self._observe((camera, latency_ms))
 
-    def _observe(self, latency_ms: dict | None) -> None:
-        previous, self.previous_latency = self.previous_latency, latency_ms
-        for stage, ms in (previous or {}).items():
-            self.stage_seconds.labels(stage).observe(ms / 1000)
+    def camera_for(self, name: str) -> Camera:
+        return self.cameras.setdefault(name, Camera(name))  # atomic: a viewer may ask for it first
+
+    def _observe(self, latency: tuple | None) -> None:
+        previous, self.previous_latency = self.previous_latency, latency
+        camera, stages = previous or (None, {})
+        for stage, ms in stages.items():
+            camera.stage(self.stage_seconds, stage).observe(ms / 1000)
             self.recent.setdefault(stage, deque(maxlen=RECENT)).append(ms)
 
     def close(self) -> None:
@@ -106,48 +106,78 @@ class LiveView:
         for thread in self.threads:
             thread.join(timeout=5)
 
+    def infos(self) -> list[dict]:
+        """`sources()`, which reads the run's feeds while a sources file may add one: tried again then."""
+        for _ in range(3):
+            try:
+                return list(self.sources())
+            except RuntimeError:  # "dictionary changed size during iteration"
+                time.sleep(0.001)
+        return list(self.sources())
+
+    def rows(self) -> list[tuple[dict, Camera | None]]:
+        """(status, camera or None before its first frame) of every source: the run's order, then any source
+        that sends frames without the run describing it."""
+        infos, cameras = self.infos(), dict(self.cameras)
+        named = {info["name"] for info in infos}
+        return ([(info, cameras.get(info["name"])) for info in infos]
+                + [(implied(camera), camera) for name, camera in cameras.items() if name not in named])
+
+    def camera(self, name: str | None) -> Camera | None:
+        """The camera called `name` (None: the first source); None when there is no source yet; KeyError for
+        a name no source has."""
+        names = [info["name"] for info, _ in self.rows()]
+        if name is None:
+            name = names[0] if names else None
+            if name is None:
+                return None
+        elif name not in names:
+            raise KeyError(name)
+        return self.cameras.get(name) or self.camera_for(name)
+
+    def health(self) -> tuple[int, bytes]:
+        """200 while every source that should give frames does (or none is known yet), else 503 naming them."""
+        lines = down(self.infos())
+        return (503, "".join(line + "\n" for line in lines).encode()) if lines else (200, b"ok\n")
+
     def _ticker(self) -> None:
-        """At `serve_fps` at most: the newest frame's JPEG (only while someone streams) and status, once."""
-        seen = None
+        """At `serve_fps` at most: a JPEG of each streamed source's newest frame, and the status, once."""
+        seen: dict[str, int] = {}
+        built = 0.0
         while self.running:
             started = time.perf_counter()
-            latest = self.latest
-            if latest is not None and latest[0] != seen:
-                seen = latest[0]
-                if self.viewers:
-                    self.snapshot()
-                self.status = self.build_status()
+            fresh = False
+            for camera in list(self.cameras.values()):
+                latest = camera.latest
+                if latest is not None and seen.get(camera.name) != latest[0]:
+                    seen[camera.name], fresh = latest[0], True
+                    if camera.viewers:
+                        camera.encoded(self.period)
+            if fresh or started - built >= IDLE_STATUS_S:
+                built, self.status = started, self.build_status()
                 with self.ready:
                     self.tick += 1
                     self.ready.notify_all()
             time.sleep(max(0.0, self.period - (time.perf_counter() - started)))
 
-    def snapshot(self, part: bool = False) -> bytes | None:
-        """The JPEG of the newest frame (None before the first), or with `part` that JPEG as one part of the
-        MJPEG stream: encoded once for everyone who asks, and again only for a newer frame once the last
-        encoding is `1 / serve_fps` old."""
-        with self.encode_lock:
-            latest, cached = self.latest, self.jpeg
-            if latest is None:
-                return None
-            now = time.perf_counter()
-            if cached is None or (cached[0] != latest[0] and now - cached[2] >= self.period * 0.9):
-                jpeg = cv2.imencode(".jpg", latest[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.jpeg = cached = (latest[0], jpeg, now, head.encode() + jpeg + b"\r\n")
-            return cached[3] if part else cached[1]
-
     def build_status(self) -> bytes:
-        """The run now as JSON: the latest event, fps, frames, dropped, recent stage latencies, colours."""
-        latest = self.latest
+        """The run now as JSON: per source its state, newest event, mood, fps and strip (`sources`); over all
+        of them frames, dropped, fps, recent stage latencies, the newest event; the classes' colours."""
+        now, newest = time.perf_counter(), self.newest
+        window = min(HISTORY_S, now - self.started)
+        sources = [dict(info, **(camera.fields(info.get("state"), now, window) if camera else
+                                 dict(event=None, label=None, confidence=None, fps=0.0, history=[])))
+                   for info, camera in self.rows()]
+        event = newest.latest[2] if newest and newest.latest else None
         return json.dumps(dict(
-            running=self.running, source=latest[2].get("source", "") if latest else "", sources=self.sources(),
+            running=self.running, source=newest.name if newest else "", sources=sources,
             classes=self.class_names,
             colours={name: "#%02x%02x%02x" % colour(name, self.class_names)[::-1] for name in self.class_names},
-            frames=self.frames, dropped=self.dropped(), fps=round(latest[3] or 0.0, 2) if latest else 0.0,
-            stages_ms={stage: round(statistics.median(tuple(values)), 3) 
+            frames=self.frames, dropped=sum(source.get("dropped", 0) for source in sources),
+            fps=round(sum(source["fps"] for source in sources), 2), history_s=round(window, 1),
+            stages_ms={stage: round(statistics.median(tuple(values)), 3)
                        for stage, values in list(self.recent.items())},
-            event=latest[2] if latest else None)).encode()
+            event=event)).encode()
 
     def wait(self, seen: int, timeout: float = 15.0) -> int:
         """Block until the ticker has something newer than tick `seen` (or `timeout`); the tick now."""
@@ -163,21 +193,6 @@ class LiveView:
         if scheme.lower() == "bearer":
             offered.append(credentials.strip())
         return any(hmac.compare_digest(value.encode(), self.token.encode()) for value in offered)
-
-
-class _Gauges:
-    """Values read when scraped: dropped frames (the source counts them), fps, viewers."""
-
-    def __init__(self, view: LiveView):
-        self.view = view
-
-    def collect(self):
-        latest = self.view.latest
-        yield CounterMetricFamily("catmood_frames_dropped", "Frames the source skipped or could not read",
-                                  value=self.view.dropped())
-        yield GaugeMetricFamily("catmood_fps", "Frames per second (moving average)",
-                                value=(latest[3] or 0.0) if latest else 0.0)
-        yield GaugeMetricFamily("catmood_stream_viewers", "Open MJPEG streams", value=self.view.viewers)
 
 
 class _Server(ThreadingHTTPServer):
@@ -218,8 +233,12 @@ def _bind(host: str, port: int, view: LiveView) -> _Server:
         raise CatmoodError(f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
 
 
-def page() -> bytes:
-    return resources.files(__package__).joinpath("live.html").read_bytes()
+def page(status: bytes) -> bytes:
+    """The page with the status now inside it. JSON's `<`, `>`, `&` only occur in its strings, where their
+    \\u escapes mean the same: so no text of a source can end the script element."""
+    html = resources.files(__package__).joinpath("live.html").read_bytes()
+    safe = status.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026")
+    return html.replace(INITIAL, INITIAL.replace(b">null<", b">" + safe + b"<"), 1)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -233,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         view, route = self.server.view, urlsplit(self.path).path
         if route == "/healthz":
-            return self._send(200, b"ok\n", "text/plain")
+            return self._send(*view.health(), "text/plain")
         if not view.authorised(self.path, self.headers.get("Authorization")):
             return self._send(401, b"a valid token is needed: ?token=... or Authorization: Bearer ...\n",
                               "text/plain", {"WWW-Authenticate": 'Bearer realm="catmood"'})
@@ -244,23 +263,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, view: LiveView, route: str) -> None:
         if route in ("/", "/index.html"):
-            self._send(200, page(), "text/html; charset=utf-8")
+            self._send(200, page(view.build_status()), "text/html; charset=utf-8")
         elif route == "/status.json":
             self._send(200, view.build_status(), "application/json")
-        elif route == "/snapshot.jpg":
-            jpeg = view.snapshot()
-            if jpeg is None:
-                self._send(503, b"no frame yet\n", "text/plain", {"Retry-After": "1"})
-            else:
-                self._send(200, jpeg, "image/jpeg")
         elif route == "/metrics":
             self._send(200, generate_latest(view.registry), CONTENT_TYPE_LATEST)
-        elif route == "/stream.mjpg":
-            self._stream(view)
         elif route == "/events":
             self._events(view)
+        elif route in ("/snapshot.jpg", "/stream.mjpg"):
+            self._picture(view, route)
         else:
             self._send(404, b"not found\n", "text/plain")
+
+    def _picture(self, view: LiveView, route: str) -> None:
+        """/snapshot.jpg and /stream.mjpg of `?source=NAME`, or of the first source without it."""
+        try:
+            camera = view.camera(parse_qs(urlsplit(self.path).query).get("source", [None])[0])
+        except KeyError:  # the name is not echoed: nothing a viewer typed comes back to the page
+            return self._send(404, b"no source of that name; /status.json lists them\n", "text/plain")
+        jpeg = camera.encoded(view.period) if camera is not None else None
+        if camera is None or (route == "/snapshot.jpg" and jpeg is None):
+            self._send(503, b"no frame yet\n", "text/plain", {"Retry-After": "1"})
+        elif route == "/snapshot.jpg":
+            self._send(200, jpeg, "image/jpeg")
+        else:
+            self._stream(view, camera)
 
     def _send(self, code: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(code)
@@ -278,21 +305,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
 
-    def _stream(self, view: LiveView) -> None:
+    def _stream(self, view: LiveView, camera: Camera) -> None:
         self._open_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         with view.ready:
-            view.viewers += 1
+            camera.viewers += 1
         try:
             tick, sent = -1, None
             while view.running:
                 tick = view.wait(tick)
-                part = view.snapshot(part=True)
+                part = camera.encoded(view.period, part=True)
                 if part is not None and part is not sent:
                     self.wfile.write(part)
                     sent = part
         finally:
             with view.ready:
-                view.viewers -= 1
+                camera.viewers -= 1
 
     def _events(self, view: LiveView) -> None:
         """Server-Sent Events: the status after each tick, a comment every 15 s to keep proxies open."""

@@ -27,28 +27,33 @@ from .records import CsvRecords, LinesFile
 
 
 class VideoOut:
-    """mp4v writer at the source's fps and first frame's size. Encoding runs on its own thread so it
-    overlaps inference; the file is finished by rename so a half video is never taken for a whole one."""
+    """mp4v writer at the source's fps and first frame's size. The writer is made, and frames encoded, on
+    its own thread: encoding overlaps inference, and OpenCV makes FFmpeg writers under the lock its stream
+    captures are opened under, which a slow camera can hold for seconds. The file is finished by rename so
+    a half video is never taken for a whole one."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        self.path = path
+        self.path, self.fps, self.size = path, fps, size
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
         # The temporary name atomic_path uses, so a killed run's half video is cleaned by the next run.
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix or '.mp4'}")
-        self.size = size
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not self.writer.isOpened():
-            raise CatmoodError(f"{path}: cannot write an mp4v video there")
         self.pending: queue.Queue = queue.Queue(maxsize=8)
+        self.failed: str | None = None
         self.thread = threading.Thread(target=self._encode, name=f"encode {path.name}", daemon=True)
         self.thread.start()
 
     def _encode(self) -> None:
+        writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if not writer.isOpened():
+            self.failed = f"{self.path}: cannot write an mp4v video there"
         while (image := self.pending.get()) is not None:
+            if self.failed:
+                continue  # keep taking frames, so the loop never waits on a writer that is not there
             if (image.shape[1], image.shape[0]) != self.size:  # streams may change frame size mid-way
                 image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
-            self.writer.write(image)
+            writer.write(image)
+        writer.release()
 
     def write(self, image: np.ndarray) -> None:
         self.pending.put(image)  # the frame is not touched again by the loop; no copy needed
@@ -56,7 +61,9 @@ class VideoOut:
     def close(self) -> None:
         self.pending.put(None)
         self.thread.join()
-        self.writer.release()
+        if self.failed:
+            self.tmp.unlink(missing_ok=True)
+            raise CatmoodError(self.failed)
         os.replace(self.tmp, self.path)
 
 

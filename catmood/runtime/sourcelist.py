@@ -45,7 +45,7 @@ def parse_line(line: str) -> tuple[str | None, str] | None:
     if not text or text.startswith("#"):
         return None
     head, sep, rest = text.partition("=")
-    if sep and "/" not in head and ":" not in head and " " not in head.strip() and "!" not in head:
+    if sep and not any(ch in head for ch in "/\\:!"):  # a URL, path or pipeline holding '=' has one of these first
         name, target = head.strip(), rest.strip()
         if not NAME.fullmatch(name):
             raise CatmoodError(f"source name {name!r} is not file-safe: use letters, digits, '.', '_' and '-' "

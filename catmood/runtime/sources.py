@@ -53,7 +53,7 @@ class FrameSource:
         self.state = "live"
         self.end_reason = "end of source"
 
-    def stop(self) -> None:
+    def stop_reading(self) -> None:
         """Ask an iteration under way (on another thread) to end soon."""
 
     def __iter__(self) -> Iterator[Frame]:

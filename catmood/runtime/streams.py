@@ -11,9 +11,12 @@ stuck in a read releases its capture when the read returns. No placeholder frame
 from __future__ import annotations
 
 import random
+import socket
+import ssl
 import threading
 import time
 from typing import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
@@ -21,15 +24,58 @@ from .sources import Frame, FrameSource, SourceError
 
 # FFmpeg gives up on a connection that never answers, and on a read that waits this long, instead of
 # blocking the source's thread for its own 30 s default.
-OPEN_TIMEOUT_MS = 10_000
+OPEN_TIMEOUT_MS = 6_000
 READ_TIMEOUT_MS = 5_000
+PROBE_TIMEOUT_S = 3.0
 BACKOFF_S = (0.5, 10.0)  # the first and the longest wait between connection attempts
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322}
 
 
 def stream_capture(target: str) -> cv2.VideoCapture:
-    """An RTSP/HTTP/... stream through FFmpeg, with bounded open and read times."""
+    """An RTSP/HTTP/... stream through FFmpeg, with bounded open and read times, once it is seen to answer.
+
+    OpenCV opens every FFmpeg capture and writer under one process-wide lock (measured: a camera that
+    accepts the connection and never answers held up another camera's open and a video writer's creation for
+    the whole open timeout). So a stream is first asked, without FFmpeg, whether it answers at all."""
+    problem = probe(target)
+    if problem:
+        raise ConnectionError(problem)
     return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+
+
+def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why an HTTP(S) or RTSP(S) camera does not answer (None: it sends something back, even a 401): a
+    request is sent and the first byte of any answer awaited. Other schemes are left to FFmpeg."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        return None  # FFmpeg says what is wrong with it
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    plain = urlunsplit(parts._replace(netloc=host if port is None else f"{host}:{port}"))  # no credentials
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request = (f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n" if scheme.startswith("http")
+               else f"OPTIONS {plain} RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+    try:
+        with socket.create_connection((host, port or DEFAULT_PORTS[scheme]), timeout=timeout) as raw:
+            sock = _tls(raw, host) if scheme in ("https", "rtsps") else raw
+            sock.sendall(request.encode("latin-1", "replace"))
+            if not sock.recv(1):
+                return "it closed the connection without an answer"
+    except socket.timeout:
+        return f"it sent nothing back within {timeout:g} s"
+    except (OSError, UnicodeError) as exc:
+        return f"cannot connect: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+def _tls(sock: socket.socket, host: str) -> ssl.SSLSocket:
+    """A TLS wrapper that only asks whether something answers (FFmpeg checks the certificate itself)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context.wrap_socket(sock, server_hostname=host)
 
 
 def gstreamer_factory() -> Callable:
@@ -66,7 +112,7 @@ class LiveSource(FrameSource):
         self._index = 0
         self._started = time.perf_counter()
 
-    def stop(self) -> None:
+    def stop_reading(self) -> None:
         self._stop.set()
 
     def __iter__(self) -> Iterator[Frame]:
@@ -115,16 +161,16 @@ class LiveSource(FrameSource):
             capture = self.factory(self.target)
         except SourceError:
             raise
-        except Exception as exc:  # a backend's own error: this source's problem, not the run's
-            capture, error = None, f" ({exc})"
+        except Exception as exc:  # a backend's own error or no answer: this source's problem, not the run's
+            capture, error = None, f": {exc}"
         else:
             error = ""
         if capture is None or not capture.isOpened():
             if capture is not None:
                 capture.release()
             what = ("cannot open the camera (check the index and that no other program uses it)"
-                    if self.kind == "camera" else f"cannot open the {self.kind} (check it and that it is reachable)")
-            self.problem = what + error
+                    if self.kind == "camera" else f"cannot open the {self.kind}")
+            self.problem = what + (error or ("" if self.kind == "camera" else " (check it and that it is reachable)"))
             if self.state == "live":
                 self.state = "lost"
             if not self.reconnect:
