@@ -35,6 +35,7 @@ class Feed:
         self.done, self.final_state, self.end_reason = False, "", ""
         self.started = time.perf_counter()
         self.last_frame_at: float | None = None
+        self.period: float | None = None
         self.shown_state = ""
         self.generation = 0
         self.threads: list[threading.Thread] = []
@@ -69,7 +70,7 @@ class Feed:
                         self.pending.popleft()
                         self.dropped += 1
                     self.pending.append(frame)
-                    self.last_frame_at = time.perf_counter()
+                    self._arrived(time.perf_counter())
                     self.cond.notify_all()
         except Exception as exc:  # this source's error line, not the run's end
             state, reason = "failed", f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -78,6 +79,18 @@ class Feed:
         with self.cond:
             if generation == self.generation:
                 self.finish(state, reason or self.source.end_reason)
+
+    def _arrived(self, now: float) -> None:
+        """A frame came: its time, and the frame period as measured (MJPEG streams report 25 fps whatever
+        they send, and cameras lower their rate in the dark)."""
+        if self.last_frame_at is not None:
+            interval = min(now - self.last_frame_at, 5.0)
+            self.period = interval if self.period is None else 0.9 * self.period + 0.1 * interval
+        self.last_frame_at = now
+
+    def frame_period(self) -> float:
+        """Seconds between this source's frames: measured, else what it says, else 15 fps."""
+        return self.period or (1.0 / self.source.fps if self.source.fps else 1 / 15)
 
     def finish(self, state: str, reason: str) -> None:
         """Done (call with the condition held): no more frames will come; those pending are still taken."""
@@ -106,8 +119,7 @@ class Feed:
             self.finish("given up", f"no frame for {give_up_s:g} s{problem}; gave up after "
                                     f"{self.source.reconnects + self.restarts} reconnect(s)")
             return f"{self.name}: given up: {self.end_reason}"
-        period = 1.0 / self.source.fps if self.source.fps else 1 / 15
-        if self.source.state == "live" and since > max(WEDGED_MIN_S, WEDGED_PERIODS * period):
+        if self.source.state == "live" and since > max(WEDGED_MIN_S, WEDGED_PERIODS * self.frame_period()):
             self.restarts += 1
             self.last_frame_at = now  # the new connection gets its own time to deliver
             self.start()
@@ -170,8 +182,8 @@ class Scheduler:
         """How long a batch waits for the live sources that have no frame yet."""
         if self.batch_timeout_s is not None:
             return self.batch_timeout_s
-        rates = [f.source.fps for f in self.feeds.values() if f.source.live and f.source.fps and not f.done]
-        return min(MAX_WAIT_S, 0.25 / max(rates)) if rates else 0.0
+        periods = [f.frame_period() for f in self.feeds.values() if f.source.live and not f.done]
+        return min(MAX_WAIT_S, 0.25 * min(periods)) if periods else 0.0
 
     def next_batch(self) -> list[tuple[Feed, Frame]] | None:
         """Every source's next frame (its `capture_ms`: how long this call waited), or None at the end."""
