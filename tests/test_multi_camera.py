@@ -225,3 +225,23 @@ def test_no_password_is_printed_served_or_written(models, tmp_path, capsys):
     rows = {s["name"]: s for s in json.loads((tmp_path / "s.json").read_text())["sources"]}
     assert rows["door"]["frames"] == 10 and rows["door"]["source"].startswith("http://cat:***@127.0.0.1:")
     assert rows["9"]["frames"] == 0  # a wrong password: refused by the camera, given up
+
+
+def test_a_wedged_stream_is_noticed_by_frame_age_and_reconnected(models, tmp_path):
+    _, onnx_model, _ = models
+    seen: list = []
+    lines: list[str] = []
+    with MjpegCamera(FRAMES, fps=15, max_frames=150) as camera:
+        def wedge():  # connected, but nothing comes: longer than the wedge check, shorter than --give-up
+            camera.wait_served(15, timeout=10)
+            camera.stall(4.5)
+
+        threading.Thread(target=wedge, daemon=True).start()
+        summary = run_pipeline(onnx_model, [f"porch={camera.url}"], RuntimeOptions(give_up_s=8.0),
+                               on_result=seen.append, echo=lines.append)
+    (row,) = summary.sources
+    assert any("porch: no new frame for" in line and "(wedged); reconnecting" in line for line in lines), lines
+    assert row.reconnects >= 1 and camera.connections >= 3  # the probe, the first reader, a new one
+    times = [r.frame.timestamp for r in seen]
+    gap = max(b - a for a, b in zip(times, times[1:]))
+    assert 3.0 <= gap < 7.0 and times[-1] - times[0] > gap + 1.0  # frames came again after the wedge

@@ -66,6 +66,8 @@ class Feed:
                     if not self.source.live:  # every frame, in order: wait for room
                         while len(self.pending) >= AHEAD and generation == self.generation and not self.done:
                             self.cond.wait(0.5)
+                        if generation != self.generation or self.done:
+                            return
                     elif self.pending:
                         self.pending.popleft()
                         self.dropped += 1
