@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 import pytest
+from conftest import write_video
 from prometheus_client.parser import text_string_to_metric_families
 
 from catmood import cli
@@ -28,7 +29,8 @@ from catmood.errors import CatmoodError
 from catmood.runtime.options import TOKEN_ENV, RuntimeOptions, serve_address
 from catmood.runtime.pipeline import run_pipeline
 from catmood.runtime.serve import LiveView
-from catmood.runtime.sources import Frame, FrameSource
+from catmood.runtime.serve_cameras import GAP_S, HISTORY_CAP, Camera
+from catmood.runtime.sources import Frame, FrameSource, open_source
 
 STAGES = {"capture", "preprocess", "inference", "postprocess"}
 
@@ -65,8 +67,9 @@ def cat_video(tmp_path_factory):
 
 
 @contextmanager
-def live_run(model, source: LoopingSource, **options):
-    """run_pipeline with --serve on a free loopback port, on a thread; yields (base URL, result dict)."""
+def live_run(model, source: LoopingSource | dict, **options):
+    """run_pipeline with --serve on a free loopback port, on a thread, of one source or {name: source}; yields
+    (base URL, result dict) once 3 frames are through; at the end every LoopingSource is stopped."""
     lines, result = queue.Queue(), {}
 
     def target():
@@ -88,7 +91,9 @@ def live_run(model, source: LoopingSource, **options):
         wait_for(lambda: get(url + "status.json", token=options.get("serve_token"))[1].get("frames", 0) >= 3)
         yield url.rstrip("/"), result
     finally:
-        source.stop.set()
+        for looping in source.values() if isinstance(source, dict) else [source]:
+            if isinstance(looping, LoopingSource):
+                looping.stop.set()
         thread.join(60)
         assert not thread.is_alive(), "the run did not end after its source did"
         assert "error" not in result, result.get("error")
@@ -213,6 +218,124 @@ def test_a_viewer_that_stops_reading_does_not_stall_the_pipeline(models):
     stalled.close()
 
 
+def mjpeg_parts(url: str, count: int) -> list[np.ndarray]:
+    """The first `count` JPEGs of an MJPEG stream, read part by part as a browser does."""
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    connection.request("GET", url[len(f"http://{urlsplit(url).netloc}"):])
+    response, images = connection.getresponse(), []
+    assert response.status == 200 and response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+    while len(images) < count:
+        assert response.readline() == b"--frame\r\n"
+        headers = dict(response.readline().decode().strip().split(": ", 1) for _ in range(2))
+        assert headers["Content-Type"] == "image/jpeg" and response.readline() == b"\r\n"
+        body = response.read(int(headers["Content-Length"]))
+        assert response.read(2) == b"\r\n"
+        images.append(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR))
+    connection.close()
+    return images
+
+
+def samples(text: str, family: str, suffix: str = "") -> dict[tuple, float]:
+    """{label values in the order of their names: value} of a family's samples named family + suffix."""
+    found = {f.name: f for f in text_string_to_metric_families(text)}[family]
+    return {tuple(v for _, v in sorted(s.labels.items())): s.value for s in found.samples if s.name == family + suffix}
+
+
+def test_two_cameras_at_once_each_with_its_picture_state_strip_metrics_and_health(models, tmp_path):
+    _, onnx_model, _ = models
+    a = LoopingSource(video_frames(write_video(tmp_path / "a.mp4", 6, size=(160, 120))))
+    b = LoopingSource(video_frames(write_video(tmp_path / "b.mp4", 6, size=(96, 128))))
+    dead = open_source("rtsp://user:pw@127.0.0.1:9/none", capture_factory=lambda target: None)
+    sources = {"a": a, "b": b, "c": dead}
+    with live_run(onnx_model, sources, serve_fps=20.0, give_up_s=5.0) as (url, result):
+        wait_for(lambda: min(s["frames"] for s in get(url + "/status.json")[1]["sources"][:2]) >= 3)
+        status = get(url + "/status.json")[1]
+        shown = {s["name"]: s for s in status["sources"]}
+        assert list(shown) == ["a", "b", "c"] and "pw" not in json.dumps(status)
+        assert [shown[name]["state"] for name in "ab"] == ["live", "live"]
+        assert shown["c"]["state"] in ("connecting", "given up")  # it never connects
+        assert shown["c"]["frames"] == 0 and shown["c"]["event"] is None and shown["c"]["history"] == []
+        assert shown["c"]["problem"].startswith("cannot open the stream") and shown["c"]["source"].count("***")
+        for name in "ab":
+            source = shown[name]
+            assert source["frames"] >= 3 and source["event"]["source"] == name and source["fps"] > 0
+            assert source["label"] == source["event"]["label"] and source["confidence"] == source["event"]["confidence"]
+            offsets = [offset for offset, _ in source["history"]]
+            assert offsets and offsets == sorted(offsets) and -status["history_s"] - 0.1 <= offsets[0] <= 0
+            assert {label for _, label in source["history"]} <= set(status["classes"]) | {"uncertain"}
+        assert status["frames"] >= shown["a"]["frames"] + shown["b"]["frames"] - 4  # counted a moment apart
+
+        assert get(url + "/snapshot.jpg?source=b")[1].shape == (128, 96, 3)
+        assert get(url + "/snapshot.jpg?source=a")[1].shape == get(url + "/snapshot.jpg")[1].shape == (120, 160, 3)
+        assert [image.shape for image in mjpeg_parts(url + "/stream.mjpg?source=a", 3)] == [(120, 160, 3)] * 3
+        assert [image.shape for image in mjpeg_parts(url + "/stream.mjpg?source=b", 2)] == [(128, 96, 3)] * 2
+        assert get(url + "/snapshot.jpg?source=c")[0] == 503  # known, but no frame yet
+        for unknown in ("zzz", "%3Cscript%3Ealert(1)%3C/script%3E"):
+            for path in ("/snapshot.jpg", "/stream.mjpg"):
+                code, text, _ = get(url + f"{path}?source={unknown}")
+                assert code == 404 and "script" not in text and "zzz" not in text
+
+        text = get(url + "/metrics")[1]
+        frames = samples(text, "catmood_frames", "_total")
+        assert frames[("a",)] >= 3 and frames[("b",)] >= 3 and frames[("c",)] == 0
+        assert samples(text, "catmood_source_up") == {("a",): 1, ("b",): 1, ("c",): 0}
+        assert set(samples(text, "catmood_frames_dropped", "_total")) == {("a",), ("b",), ("c",)}
+        assert set(samples(text, "catmood_source_reconnects", "_total")) == {("a",), ("b",), ("c",)}
+        assert samples(text, "catmood_fps")[("a",)] > 1 and samples(text, "catmood_fps")[("c",)] == 0
+        assert {source for _, source in samples(text, "catmood_labels", "_total")} == {"a", "b"}
+        latency = samples(text, "catmood_stage_latency_seconds", "_count")
+        assert {labels[1] for labels in latency} == STAGES and {labels[0] for labels in latency} == {"a", "b"}
+
+        code, text, _ = get(url + "/healthz")
+        assert code == 503 and text in ("c: connecting\n", "c: given up\n"), text
+    assert {s.name: s.state for s in result["summary"].sources} == {"a": "ended", "b": "ended", "c": "given up"}
+
+
+def test_healthz_names_every_source_that_is_down_and_only_its_name():
+    bare = LiveView("127.0.0.1:0", ["calm"], echo=lambda *a: None)
+    try:
+        assert get(f"http://127.0.0.1:{bare.port}/healthz")[:2] == (200, "ok\n")  # no source known yet
+    finally:
+        bare.close()
+    view, url = start_view()
+    rows = [dict(name=name, source=f"rtsp://user:***@host/{name}", kind="stream", state=state, frames=0, dropped=0,
+                 reconnects=2, end_reason="", problem="</script><script>alert(1)</script>")
+            for name, state in (("a", "live"), ("b", "ended"), ("c", "removed"))]
+    view.sources = lambda: rows
+    try:
+        assert get(url + "/healthz")[:2] == (200, "ok\n")
+        for name, state in (("d", "lost"), ("e", "given up"), ("f", "connecting"), ("g", "failed")):
+            rows.append(dict(rows[0], name=name, state=state))
+        code, text, _ = get(url + "/healthz")
+        assert code == 503 and text.splitlines() == ["d: lost", "e: given up", "f: connecting", "g: failed"]
+        page = get(url + "/")[1]
+        assert "alert" in page and "<script>alert" not in page, "source text must not end the page's script"
+        status = get(url + "/status.json")[1]
+        assert [s["name"] for s in status["sources"]] == ["a", "b", "c", "d", "e", "f", "g", "cam0"]
+        assert status["sources"][-1]["state"] == "live" and status["sources"][-1]["label"] == "calm"
+        up = samples(get(url + "/metrics")[1], "catmood_source_up")
+        assert up[("a",)] == up[("cam0",)] == 1 and up[("d",)] == up[("b",)] == 0
+    finally:
+        view.close()
+
+
+def test_the_strip_keeps_each_change_once_shows_gaps_and_covers_its_window():
+    camera = Camera("a")
+    times = [(0.0, "calm"), (0.1, "calm"), (0.2, "angry"), (0.3, "angry"), (0.3 + GAP_S + 1, "angry"),
+             (0.4 + GAP_S + 1, "calm")]
+    for seq, (t, label) in enumerate(times):
+        camera.publish(seq, None, dict(label=label), 10.0, t)
+    now = 0.4 + GAP_S + 2
+    assert camera.strip(now, 100.0) == [[-now, "calm"], [round(0.2 - now, 1), "angry"], [round(0.3 - now, 1), None],
+                                        [-1.1, "angry"], [-1.0, "calm"]]
+    assert camera.strip(now, 1.5) == [[-1.5, None], [-1.1, "angry"], [-1.0, "calm"]]  # what held at its start
+    assert camera.strip(now + GAP_S + 1, 100.0)[-1] == [round(-GAP_S - 2, 1), None]  # frames stopped since
+    assert camera.frames == 6 and camera.labels == {"calm": 3, "angry": 3}
+    for seq in range(2 * HISTORY_CAP):
+        camera.publish(seq, None, dict(label="calm" if seq % 2 else "angry"), 10.0, 10 + seq / 100)
+    assert len(camera.history) == HISTORY_CAP
+
+
 def start_view(token=None, address="127.0.0.1:0", echo=None):
     view = LiveView(address, ["calm", "angry"], token=token, fps=50, echo=echo or (lambda *a: None))
     image = np.full((48, 64, 3), 90, np.uint8)
@@ -319,49 +442,62 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (Debian: apt-get install -y chromium)")
-def test_the_page_in_headless_chromium_shows_the_stream_and_the_mood_bars(models, cat_video, tmp_path):
+def test_the_page_in_headless_chromium_shows_every_camera_with_its_strip(models, cat_video, tmp_path):
     _, onnx_model, _ = models
-    still = video_frames(cat_video)[5]  # one frame again and again: the smoothed bars settle on its probabilities
-    with live_run(onnx_model, LoopingSource([still]), serve_token="t0ken") as (url, _):
-        wait_for(lambda: get(url + "/status.json", token="t0ken")[1]["frames"] > 40)
+    frames = video_frames(cat_video)  # one frame each, again and again: the moods settle
+    stills = {"a": frames[5], "b": cv2.resize(frames[30], (96, 128), interpolation=cv2.INTER_AREA)}
+    sources = {name: LoopingSource([still]) for name, still in stills.items()}
+    with live_run(onnx_model, sources, serve_token="t0ken") as (url, _):
+        wait_for(lambda: min(s["frames"] for s in get(url + "/status.json", token="t0ken")[1]["sources"]) > 20)
         shot = screenshot(url + "/?token=t0ken", tmp_path / "page.png")
         status = get(url + "/status.json", token="t0ken")[1]
-        snapshot = get(url + "/snapshot.jpg", token="t0ken")[1]
+        snapshots = {name: get(url + f"/snapshot.jpg?source={name}", token="t0ken")[1] for name in stills}
     assert shot is not None, "chromium wrote no screenshot"
-    background = np.array([29, 24, 22])  # the page's #16181d, BGR
-    left = np.abs(shot[50:, :600].astype(int) - background).sum(axis=2) > 30
-    ys, xs = np.nonzero(left)
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min() + 50, ys.max() + 51
-    assert x1 - x0 > 300 and abs((x1 - x0) / (y1 - y0) - 160 / 120) < 0.05, "the stream is not on the page"
-    shown = cv2.resize(shot[y0:y1, x0:x1], (160, 120), interpolation=cv2.INTER_AREA).astype(int)
-    assert np.abs(shown - snapshot).mean() < 12, "the page does not show the stream's frame"
-    bars = bar_widths(shot[:, x1:], status["classes"], status["colours"])
-    smoothed = status["event"]["smoothed"]
-    assert set(bars) == set(smoothed), bars
-    for name, p in smoothed.items():
-        assert bars[name] == pytest.approx(200 * p, abs=3), (name, bars[name], p)
+    tiles = page_tiles(shot)
+    assert len(tiles) == 2, f"{len(tiles)} camera tiles on the page"
+    strip_colours = [*status["colours"].values(), GREY, TRACK]
+    for (x, y, w, h), source in zip(tiles, status["sources"]):
+        snapshot = snapshots[source["name"]]
+        sh, sw = snapshot.shape[:2]
+        scale = min(w / sw, w * 3 / 4 / sh)  # the picture is contained in a 4:3 box as wide as the tile
+        dw, dh = round(sw * scale), round(sh * scale)
+        left, top = x + (w - dw) // 2, y + (round(w * 3 / 4) - dh) // 2
+        shown = cv2.resize(shot[top:top + dh, left:left + dw], (sw, sh), interpolation=cv2.INTER_AREA).astype(int)
+        assert np.abs(shown - snapshot).mean() < 12, f"{source['name']}'s tile does not show its stream"
+        info = shot[y + round(w * 3 / 4):y + h, x + 12:x + w - 12].astype(int)
+        near = [np.abs(info - hex_bgr(c)).sum(axis=2) <= 6 for c in strip_colours]
+        rows = [r for r in range(info.shape[0]) if np.any(near, axis=0)[r].mean() > 0.97 and not near[-1][r].all()]
+        assert rows, f"no mood strip under {source['name']}'s picture"
+        now = info[rows[len(rows) // 2], -2]
+        assert np.abs(now - hex_bgr(status["colours"].get(source["label"], GREY))).sum() <= 6, "the strip ends " \
+            "in the colour of the mood now"
+        badge = np.abs(shot[y:y + h, x:x + w].astype(int) - hex_bgr(LIVE_BADGE)).sum(axis=2) <= 6
+        assert badge.sum() > 100, f"{source['name']} has no live badge"
+
+
+PAGE, TRACK, GREY, LIVE_BADGE = "#16181d", "#353944", "#969696", "#4cc38a"  # live.html's colours
+
+
+def hex_bgr(colour: str) -> list[int]:
+    return [int(colour[i:i + 2], 16) for i in (5, 3, 1)]
+
+
+def page_tiles(shot: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(x, y, width, height) of each camera tile, in reading order: the large areas not of the page's colour."""
+    mask = (np.abs(shot.astype(int) - hex_bgr(PAGE)).sum(axis=2) > 12).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    boxes = [tuple(int(v) for v in stats[i][:4]) for i in range(1, count) if stats[i][2] > 200 and stats[i][3] > 200]
+    return sorted(boxes, key=lambda box: (box[1] // 50, box[0]))
 
 
 def screenshot(url: str, path) -> np.ndarray | None:
-    """Chromium's screenshot of `url`; `--timeout` stops the load (the streams never finish) after n ms,
-    with longer tries on a busy machine until the page has drawn its bars."""
+    """Chromium's screenshot of `url`, once the page has loaded (the streams' first frames in) or `--timeout`
+    ms have passed (it stops the load), with a longer try on a busy machine until the strips are drawn."""
     for milliseconds in (3000, 8000):
         subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--window-size=1000,600", f"--timeout={milliseconds}", f"--screenshot={path}", url],
+                        "--window-size=1000,700", f"--timeout={milliseconds}", f"--screenshot={path}", url],
                        capture_output=True, timeout=120)
         shot = cv2.imread(str(path))
-        if shot is not None and (np.abs(shot.astype(int) - [68, 57, 53]).sum(axis=2) == 0).sum() > 100:
-            return shot  # the bars' empty tracks (#353944) are drawn
+        if shot is not None and (np.abs(shot.astype(int) - hex_bgr(TRACK)).sum(axis=2) == 0).sum() > 100:
+            return shot
     return shot
-
-
-def bar_widths(image: np.ndarray, classes, colours: dict[str, str]) -> dict[str, int]:
-    """{class: filled pixels} of the mood bars, in the page's class order: the rows where a 200-px track
-    (filled in the class colour + empty) runs, grouped into bars."""
-    track = np.abs(image.astype(int) - [68, 57, 53]).sum(axis=2) <= 6
-    fills = [np.abs(image.astype(int) - [int(colours[n][i:i + 2], 16) for i in (5, 3, 1)]).sum(axis=2) <= 6
-             for n in classes]
-    bar_rows = [y for y in range(image.shape[0]) if 190 <= (track[y] | np.any([f[y] for f in fills], axis=0)).sum() <= 210]
-    groups = np.split(bar_rows, np.nonzero(np.diff(bar_rows) > 1)[0] + 1) if bar_rows else []
-    assert len(groups) == len(classes), f"{len(groups)} bars on the page for {len(classes)} classes"
-    return {name: int(fill[rows[len(rows) // 2]].sum()) for name, fill, rows in zip(classes, fills, groups)}

@@ -17,6 +17,7 @@ from .options import RuntimeOptions
 from .predict import image_outputs
 from .scheduler import Feed, Scheduler
 from .sinks import Sinks
+from .sourcelist import display
 from .sourceset import SourceSet
 from .summary import RunSummary, SourceSummary, StageTimes
 
@@ -32,27 +33,22 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
     classifier: Classifier = model if isinstance(model, Classifier) else select_classifier(model, backend, device)
     spec = classifier.spec
     sources = SourceSet.open(source, options, echo, sources_file)
-    inputs = _model_files(model)
     try:  # refused before any frame, and before an output file exists
         detector = detector or open_detector(options)
-        first = next(iter(sources.opened.values()))
-        images = None if sources.several else image_outputs(first, options, spec.class_names, inputs=inputs)
-        if images is None:
-            sources.check_out(inputs)
-        live = _live_view(options, spec.class_names, sources, echo)
-        sinks = Sinks(options, spec.class_names, echo, sources, images, live)
+        sinks = _outputs(options, spec.class_names, sources, _model_files(model), echo)
     except BaseException:
         sources.close()
         raise
+    first = next(iter(sources.opened.values()))
     kinds = sorted({s.kind for s in sources.opened.values()})
     echo(f"running {spec.architecture} ({', '.join(spec.class_names)}) with {classifier.describe()} on "
          + (f"{first.kind} {first.name}" if not sources.several else f"{len(sources.opened)} sources "
             f"({', '.join(kinds)}): {sources.names()}") + (" | cat faces" if options.faces else " | whole frame"))
     for note in classifier.notes:
         echo(f"note: {note}")
-    scheduler = Scheduler.of(sources.opened, options, echo)
+    scheduler, live = Scheduler.of(sources.opened, options, echo), sinks.live
     if live is not None:
-        live.sources = lambda: [_source_status(feed) for feed in scheduler.feeds.values()]
+        live.sources = lambda: [_source_status(feed) for feed in list(scheduler.feeds.values())]
     following = sources.follow(scheduler) if sources_file is not None else None
     summary = RunSummary(source=first.name if not sources.several else sources.names(),
                          backend=classifier.describe(), kind=first.kind if len(kinds) == 1 else "mixed")
@@ -90,7 +86,7 @@ def _fill(summary: RunSummary, scheduler: Scheduler, sources: SourceSet, times: 
     for feed in feeds:
         summary.sources.append(SourceSummary(
             feed.name, sources.shown(feed.name), feed.source.kind, feed.taken, _dropped(feed),
-            feed.source.reconnects + feed.restarts, feed.state, feed.end_reason, summary.seconds,
+            feed.source.reconnects + feed.restarts, feed.state, display(feed.end_reason), summary.seconds,
             times.of(feed.name), times.labels.get(feed.name, {}), written.get(feed.name)))
     summary.frames = sum(s.frames for s in summary.sources)
     summary.dropped = sum(s.dropped for s in summary.sources)
@@ -109,19 +105,29 @@ def _dropped(feed: Feed) -> int:
 
 def _source_status(feed: Feed) -> dict:
     """A source as the live view shows it (never with a password)."""
-    from .sourcelist import display
-
     return dict(name=feed.name, source=display(feed.source.name), kind=feed.source.kind, state=feed.state,
                 frames=feed.taken, dropped=_dropped(feed), reconnects=feed.source.reconnects + feed.restarts,
-                end_reason=feed.end_reason, problem=getattr(feed.source, "problem", ""))
+                end_reason=display(feed.end_reason), problem=display(getattr(feed.source, "problem", "")))
 
 
-def _live_view(options: RuntimeOptions, class_names, sources: SourceSet, echo):
-    if options.serve is None:
-        return None
-    from .serve import LiveView  # prometheus_client and the HTTP server only when serving
+def _outputs(options: RuntimeOptions, class_names, sources: SourceSet, inputs: list[Path], echo) -> Sinks:
+    """Every output, checked before any frame: images' copies or videos (none may replace an input), the
+    live view (first: a port already in use stops the run before any file is opened), events, CSV."""
+    first = next(iter(sources.opened.values()))
+    images = None if sources.several else image_outputs(first, options, class_names, inputs=inputs)
+    if sources.several:
+        sources.check_out(inputs)
+    live = None
+    if options.serve is not None:
+        from .serve import LiveView  # prometheus_client and the HTTP server only when serving
 
-    return LiveView(options.serve, class_names, token=options.serve_token, fps=options.serve_fps, echo=echo)
+        live = LiveView(options.serve, class_names, token=options.serve_token, fps=options.serve_fps, echo=echo)
+    try:
+        return Sinks(options, class_names, echo, sources, images, live)
+    except BaseException:
+        if live is not None:
+            live.close()
+        raise
 
 
 def _model_files(model) -> list[Path]:

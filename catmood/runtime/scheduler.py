@@ -22,6 +22,7 @@ WEDGED_PERIODS = 10       # a live source with no new frame for this many frame 
 WEDGED_MIN_S = 3.0        # ... but never sooner than this (network jitter, keyframe waits)
 MAX_WAIT_S = 0.02         # the longest default wait for the other cameras' frames
 WATCH_S = 0.25            # the watchdog's period
+CLOSE_WAIT_S = 2.0        # how long the end of a run waits for the sources' threads to let go
 
 
 class Feed:
@@ -128,12 +129,14 @@ class Feed:
             return f"{self.name}: no new frame for {since:.1f} s (wedged); reconnecting"
         return None
 
-    def close(self) -> None:
-        """Stop reading and release the device once its thread has let go of it."""
+    def close(self, deadline: float | None = None) -> None:
+        """Stop reading and release the device once its thread has let go of it (waited for until
+        `deadline`, a perf_counter time; a thread stuck in a read is left behind, holding its device)."""
+        deadline = deadline or time.perf_counter() + CLOSE_WAIT_S
         with self.cond:
             self.finish("stopped", "stopped")
         for thread in self.threads:
-            thread.join(timeout=2.0)
+            thread.join(timeout=max(0.0, deadline - time.perf_counter()))
         if not any(thread.is_alive() for thread in self.threads):
             self.source.close()
 
@@ -228,8 +231,12 @@ class Scheduler:
                 self.echo(line)
 
     def close(self) -> None:
+        """Every source stops at once; all are waited for together, never one stuck source after another."""
         with self.cond:
             self.closed = True
-            self.cond.notify_all()
-        for feed in list(self.feeds.values()):
-            feed.close()
+            feeds = list(self.feeds.values())
+            for feed in feeds:
+                feed.finish("stopped", "stopped")
+        deadline = time.perf_counter() + CLOSE_WAIT_S
+        for feed in feeds:
+            feed.close(deadline)

@@ -42,7 +42,7 @@ class LiveView:
         self.class_names, self.period = list(class_names), 1.0 / fps
         self.sources = lambda: []
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-        self.cameras: dict[str, Camera] = {}  # by source name, in the order their first frames came
+        self.cameras: dict[str, Camera] = {}  # by source name, made at its first frame (or first viewer)
         self.newest: Camera | None = None     # the camera of the newest frame of all
         self.frames, self.running = 0, True
         self.started = time.perf_counter()
@@ -125,12 +125,11 @@ class LiveView:
         """The camera called `name` (None: the first source); None when there is no source yet; KeyError for
         a name no source has."""
         names = [info["name"] for info, _ in self.rows()]
-        if name is None:
-            name = names[0] if names else None
-            if name is None:
-                return None
-        elif name not in names:
+        if name is None and not names:
+            return None
+        if name is not None and name not in names:
             raise KeyError(name)
+        name = names[0] if name is None else name
         return self.cameras.get(name) or self.camera_for(name)
 
     def health(self) -> tuple[int, bytes]:

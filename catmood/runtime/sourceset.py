@@ -85,14 +85,11 @@ class SourceSet:
         return out / f"{name}.mp4" if self.several else out
 
     def check_out(self, inputs) -> None:
-        """--out, refused before any frame: one video file for one source, a folder for several."""
+        """--out of several sources, refused before any frame: a folder, with a video per source."""
         out = self.options.out
         if not out:
             return
         names = [source.name for source in self.opened.values()]
-        if not self.several:
-            check_output(out, "--out", "video", inputs=[*inputs, *names])
-            return
         kind = KIND_OF_SUFFIX.get(Path(out).suffix.lower())
         if kind is not None:
             raise CatmoodError(f"{out}: with several sources --out is a folder (a video per source, NAME.mp4), "
