@@ -74,17 +74,17 @@ class Prepared:
 class FrameClassifier:
     """The steps of a batch of frames from any sources: detect and preprocess (`prepare`), `infer`, `decide`.
     Per-source state lives in `states`; the model's input buffers are reused (a ring, so the batch being
-    prepared never overwrites the one the model is reading)."""
+    prepared never overwrites the one queued or the one the model is reading)."""
 
-    RING = 3  # buffers per batch size: one prepared, one queued, one in the model
+    RING = 3  # input buffers: one being prepared, one queued, one in the model
 
     def __init__(self, classifier: Classifier, options: RuntimeOptions, detector: FaceDetector | None = None):
         self.classifier, self.options, self.spec = classifier, options, classifier.spec
         self.detector = detector or open_detector(options)
         self.smoother = MoodSmoother(self.spec.class_names, options.alpha, options.hold_s, options.threshold)
         self.states: dict[str, SourceState] = {}
-        self.buffers: dict[int, list[np.ndarray]] = {}
-        self.turn = 0
+        self.ring: list[np.ndarray | None] = [None] * self.RING
+        self.uses = 0
 
     def state(self, name: str, frame_kind: str) -> SourceState:
         if name not in self.states:
@@ -121,11 +121,13 @@ class FrameClassifier:
         return Prepared([(name, frame) for name, frame, _ in items], boxes, tracks, batch, latency)
 
     def _buffer(self, n: int) -> np.ndarray:
-        ring = self.buffers.setdefault(n, [])
-        if len(ring) < self.RING:
-            ring.append(np.empty(input_shape(self.spec, n), self.spec.input_dtype))
-        self.turn = (self.turn + 1) % len(ring)
-        return ring[self.turn % len(ring)]
+        """A view of `n` rows of the next buffer of the ring (each grown to the largest batch it has held), so
+        the memory is 3 of the largest batch whatever sizes come (faces vary them)."""
+        slot = self.uses % self.RING
+        self.uses += 1
+        if self.ring[slot] is None or len(self.ring[slot]) < n:
+            self.ring[slot] = np.empty(input_shape(self.spec, n), self.spec.input_dtype)
+        return self.ring[slot][:n]
 
     def infer(self, prepared: Prepared) -> np.ndarray:
         """Probabilities of every crop, in model calls of at most the backend's largest batch."""

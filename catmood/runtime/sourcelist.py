@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import CatmoodError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_FILE_BYTES = 1 << 20
 # scheme://user:password@ anywhere in the text (a GStreamer pipeline may hold a URL in `location=`).
 PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
 
@@ -62,28 +63,28 @@ def name_entries(parsed: list[tuple[str | None, str]], known: dict[str, str] | N
     its name; others get the first free `camN`. A repeated name or target is reported (`report(line)`) and
     skipped; without `report` it is an error."""
     known = known or {}
-    given = {name for name, _ in parsed if name}
+    given = {name.lower() for name, _ in parsed if name}
     taken: set[str] = set()
     targets: set[str] = set()
     entries = []
     for i, (name, target) in enumerate(parsed):
         at = where[i] if where else f"source {i + 1}"
         problem = None
-        if name and name in taken:
-            problem = f"{at}: the name {name!r} is used twice; this one is skipped"
+        if name and name.lower() in taken:  # names are compared as lower case: Hall.mp4 is hall.mp4 on some disks
+            problem = f"{at}: the name {name!r} is used twice"
         elif target in targets:
-            problem = f"{at}: {display(target)} is listed twice; this one is skipped"
+            problem = f"{at}: {display(target)} is listed twice"
         if problem:
             if report is None:
-                raise CatmoodError(problem)
-            report(problem)
+                raise CatmoodError(problem + "; give each source once, with its own name")
+            report(problem + "; this one is skipped")
             continue
         if not name:
             name = known.get(target)
-            if name is None or name in given or name in taken:
+            if name is None or name.lower() in given or name.lower() in taken:
                 name = next(f"cam{k}" for k in range(len(parsed) + len(given) + 1)
                             if f"cam{k}" not in given and f"cam{k}" not in taken)
-        taken.add(name)
+        taken.add(name.lower())
         targets.add(target)
         entries.append(SourceEntry(name, target))
     return entries
@@ -92,6 +93,9 @@ def name_entries(parsed: list[tuple[str | None, str]], known: dict[str, str] | N
 def read_sources_file(path: Path, report) -> list[tuple[str | None, str, str]]:
     """(name or None, target, 'FILE:LINE') per good line; each bad line is `report`ed and skipped."""
     try:
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            raise CatmoodError(f"{path}: {Path(path).stat().st_size} bytes is not a sources file (one camera a "
+                               f"line; at most {MAX_FILE_BYTES // 1024} KiB)")
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise CatmoodError(f"{path}: cannot read the sources file ({exc.strerror or exc})") from None
