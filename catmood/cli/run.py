@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -107,6 +110,23 @@ def _cmd_predict(args) -> int:
     return _run_source(args, options, open_images(args.source))
 
 
+@contextmanager
+def _terminate_as_ctrl_c():
+    """A service manager's stop (SIGTERM: systemd, `docker stop`) ends a run as Ctrl-C does, every output
+    flushed and finished, instead of killing it with its videos and records half written."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; a caller on another one keeps its own
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_source(args, options, source, sources_file: Path | None = None) -> int:
     """Check the record outputs, run, write the summary; `source`: what --source says (one or a list), or a
     FrameSource; `sources_file`: the --sources file."""
@@ -123,8 +143,9 @@ def _run_source(args, options, source, sources_file: Path | None = None) -> int:
                              (args.summary, "--summary", "JSON file")):
         if path:
             check_output(path, what, kind, inputs=inputs)
-    summary = run_pipeline(args.model, source, options, backend=args.backend, device=args.device,
-                           sources_file=sources_file)
+    with _terminate_as_ctrl_c():
+        summary = run_pipeline(args.model, source, options, backend=args.backend, device=args.device,
+                               sources_file=sources_file)
     if args.summary:
         atomic_write_json(args.summary, summary.to_dict())
     for name, path in (("images" if summary.kind == "images" else "videos" if len(summary.sources) > 1 else "video",
