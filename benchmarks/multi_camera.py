@@ -71,7 +71,7 @@ FPS = 15.0
 HOLD = "hold"               # the placeholder source every run starts with
 GRACE_S = 2.0               # after the last frame was offered, for the runs to classify it
 KEEP = 0.99                 # a camera "keeps its frames" at this share
-GRAPHS = {"float": "float32", "uint8": "uint8"}
+GRAPHS = {"float": "float32", "uint8": "uint8", "int8": "float32"}  # int8: Q/DQ from the float graph
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -427,10 +427,23 @@ def write_report(records: list[dict], args, env: str) -> None:
 
 # -------------------------------------------------------------------------------------------- main
 
+def make_int8(fp32: Path, tmp: Path) -> Path:
+    """The INT8 (Q/DQ) file `catmood export --int8` writes, calibrated on drawn cat faces as int8_latency.py
+    does; weights rounded to nearest (the rounding changes which integers, not how fast they run)."""
+    from catmood.export.int8 import Int8Quantizer
+    from catmood.export.options import Int8Options
+    from int8_latency import calibration_paths
+
+    images = calibration_paths(None, tmp)
+    return Int8Quantizer(images, Int8Options(weight_rounding="nearest"))(fp32, tmp / f"{fp32.stem}.int8.onnx")
+
+
 def prepare(tmp: Path, args) -> dict:
     clip = make_clip(tmp / "clip.mp4", args.seconds)
     jpegs = encode_clip(clip)
     model = make_onnx(MODEL, tmp, GRAPHS[args.graph])
+    if args.graph == "int8":
+        model = make_int8(model, tmp)
     spec = read_onnx_metadata(model)[0]
     return dict(tmp=tmp, clip=clip, jpegs=jpegs, model=model, spec=spec)
 
@@ -440,7 +453,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16],
                         help="the N to measure (default %(default)s; up to 32)")
     parser.add_argument("--graph", choices=sorted(GRAPHS), default="float",
-                        help="float: float32 input; uint8: the frame goes in as uint8 (default %(default)s)")
+                        help="float: float32 input; uint8: the frame goes in as uint8; int8: the INT8 (Q/DQ) "
+                             "file of catmood export --int8 (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=20.0, help="clip length in seconds (default %(default)s)")
     parser.add_argument("--dead", action="store_true", help="add a camera that never answers to every configuration")
     parser.add_argument("--modes", nargs="+", choices=("one", "separate"), default=["one", "separate"],

@@ -99,15 +99,18 @@ def _cmd_run(args) -> int:
         from ..errors import CatmoodError
 
         raise CatmoodError("catmood run needs --source SOURCE (one or more) or --sources FILE")
+    from ..runtime.sourcelist import parse_line
+
     source = args.source[0] if args.source and len(args.source) == 1 else (args.source or [])
-    return _run_source(args, options, source, args.sources)
+    files = [parsed[1] for parsed in map(parse_line, args.source or []) if parsed]  # NAME=FILE names FILE
+    return _run_source(args, options, source, files, args.sources)
 
 
 def _cmd_predict(args) -> int:
     from ..runtime.predict import open_images
 
     options = _runtime_options(args)
-    return _run_source(args, options, open_images(args.source))
+    return _run_source(args, options, open_images(args.source), args.source)
 
 
 @contextmanager
@@ -127,17 +130,13 @@ def _terminate_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_source(args, options, source, sources_file: Path | None = None) -> int:
+def _run_source(args, options, source, files: list[str], sources_file: Path | None = None) -> int:
     """Check the record outputs, run, write the summary; `source`: what --source says (one or a list), or a
-    FrameSource; `sources_file`: the --sources file."""
+    FrameSource; `files`: the sources as paths (no output may replace one); `sources_file`: --sources."""
     from ..fileio import atomic_write_json, check_output
     from ..runtime.pipeline import run_pipeline
 
-    from ..runtime.sourcelist import parse_line
-
-    given = [args.source] if isinstance(args.source, str) else list(args.source or [])
-    sources = [parsed[1] for parsed in map(parse_line, given) if parsed]  # NAME=FILE names FILE
-    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *sources, sources_file,
+    inputs = [args.model, args.model.with_name(args.model.name + ".json"), *files, sources_file,
               args.detector]  # and a sidecar
     for path, what, kind in ((args.events, "--events", "JSON lines file"), (args.csv, "--csv", "CSV file"),
                              (args.summary, "--summary", "JSON file")):
