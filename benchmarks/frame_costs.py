@@ -1,6 +1,7 @@
 """Where a camera frame's CPU time goes in `catmood run`: decoding (a video file, an MJPEG stream), the spec's
-preprocessing, and inference per image at the batch sizes the many-camera scheduler sends; so how many 15 fps
-cameras a machine can hold at most.
+preprocessing, and inference per image at the batch sizes the many-camera scheduler sends (and with ONNX
+Runtime's pool threads spinning between runs, its default, and not, catmood's); so how many 15 fps cameras a
+machine can hold at most.
 
 Reproduce:  PYTHONPATH=$PWD .venv/bin/python benchmarks/frame_costs.py [--graphs float int8] [--seconds 3]
 Each part runs alone, for --seconds of wall time, and is timed in CPU seconds of the whole process (threads
@@ -78,6 +79,23 @@ def inference(model: Path, graph: str, seconds: float) -> list[list]:
     return rows
 
 
+def spinning(model: Path, seconds: float) -> list[list]:
+    """ONNX Runtime with its pool threads spinning between runs (its default) and without (catmood's)."""
+    import onnxruntime as ort
+
+    rows = []
+    for spin in ("1", "0"):
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for batch in (1, 4, 12):
+            x = np.random.default_rng(0).random((batch, 3, 224, 224), np.float32)
+            rows.append(["inference", f"float, batch {batch}, spinning {'on' if spin == '1' else 'off'}",
+                         *cpu_ms_per_item(lambda: len(session.run(None, {name: x})[0]), seconds)])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphs", nargs="+", choices=("float", "int8"), default=["float", "int8"])
@@ -89,6 +107,7 @@ def main() -> None:
         rows = decoding(clip, encode_clip(clip), args.seconds)
         model = make_onnx(MODEL, tmp, "float32")
         rows += preprocessing(clip, select_classifier(model, device="cpu").spec, args.seconds)
+        rows += spinning(model, args.seconds)
         for graph in args.graphs:
             rows += inference(model if graph == "float" else make_int8(model, tmp), graph, args.seconds)
     print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")

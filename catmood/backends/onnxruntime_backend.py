@@ -115,9 +115,10 @@ class OnnxRuntimeBackend(Classifier):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        # ONNX Runtime's pool threads spin for work after each run: CPU that the runtime's decoding and
-        # preprocessing threads need. Measured on 2 cores, lite0 at 224 px: without spinning 143/184/209
-        # images/s at batch 1/4/12 against 133/163/181 with it, at less CPU per image (RESULTS.md).
+        # ONNX Runtime's pool threads spin for work after each run, burning the CPU between frames that the
+        # runtime's decoding and preprocessing threads (and other cameras' processes) need. Measured on 2
+        # cores, one 15 fps camera with lite0: 15.7 CPU-s per 20 s spinning, 3.9 without; back-to-back runs
+        # (bench) cost the same per image either way (benchmarks/RESULTS.md, "Many cameras").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chain = provider_options(self.path, wanted)
         self.session = self._session(ort, options, chain)
