@@ -272,3 +272,25 @@ def test_sigterm_ends_a_run_of_live_cameras_as_ctrl_c_does_with_every_output_who
     assert len(events) == summary["frames"] > 0 and {e["source"] for e in events} == {"a", "b"}
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["a.mp4", "b.mp4"]
     assert cv2.VideoCapture(str(tmp_path / "videos" / "a.mp4")).read()[0]
+
+
+def test_ctrl_c_ends_a_run_whose_cameras_are_all_down_at_once(models, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    _, onnx_model, _ = models
+    with MjpegCamera(mode="silent") as dead:
+        run = subprocess.Popen([sys.executable, "-m", "catmood", "run", str(onnx_model), "--source", f"a={dead.url}",
+                                "--source", "b=rtsp://127.0.0.1:9/none", "--give-up", "600", "--summary",
+                                str(tmp_path / "s.json")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and "running " not in (run.stdout.readline() or "running "):
+            pass
+        time.sleep(1.0)
+        run.send_signal(signal.SIGINT)
+        t0 = time.time()
+        out, _ = run.communicate(timeout=30)
+    assert run.returncode == 130 and time.time() - t0 < 8, out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 0 and [s["state"] for s in summary["sources"]] == ["stopped", "stopped"]

@@ -209,7 +209,7 @@ def classify_streams(classifier: Classifier, sources, options: RuntimeOptions | 
     thread = threading.Thread(target=collect, name="collect batches", daemon=True)
     thread.start()
     try:
-        while (prepared := ahead.get()) is not None:
+        while (prepared := _get(ahead)) is not None:
             if isinstance(prepared, BaseException):
                 raise prepared
             t0 = time.perf_counter()
@@ -219,6 +219,16 @@ def classify_streams(classifier: Classifier, sources, options: RuntimeOptions | 
         stop.set()
         scheduler.close()
         thread.join(timeout=5)
+
+
+def _get(source: queue.Queue):
+    """The next item, waking every half second: a Ctrl-C that the kernel handed to another thread is raised
+    here only once this (the main) thread runs again, and with every camera down nothing else would wake it."""
+    while True:
+        try:
+            return source.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def _put(target: queue.Queue, item, stop: threading.Event) -> None:

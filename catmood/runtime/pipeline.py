@@ -72,7 +72,8 @@ def run_pipeline(model, source, options: RuntimeOptions | None = None, *, backen
         summary.seconds = time.perf_counter() - started
         if following is not None:
             following.set()
-        results.close()  # ends the scheduler: every source stops and is released
+        results.close()
+        scheduler.close()  # every source stops and is released (also when no frame ever came)
         summary.events, written, summary.csv = sinks.close()
     _fill(summary, scheduler, sources, times, written, batches)
     echo(summary.table())
