@@ -204,7 +204,7 @@ def test_a_viewer_that_stops_reading_does_not_stall_the_pipeline(models):
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect((urlsplit(url).hostname, urlsplit(url).port))
-        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: test\r\n\r\n")
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert stalled.recv(64).startswith(b"HTTP/1.1 200")  # then never read again
         time.sleep(2.0)  # 30 fps x ~400 kB: far more than the socket buffers hold
         with_stalled = frames_in(1.5)
@@ -501,3 +501,56 @@ def screenshot(url: str, path) -> np.ndarray | None:
         if shot is not None and (np.abs(shot.astype(int) - hex_bgr(TRACK)).sum(axis=2) == 0).sum() > 100:
             return shot
     return shot
+
+
+def raw_get(port: int, host: str | None, path: str = "/status.json") -> tuple[int, dict]:
+    """(status, headers) of a GET sent as typed, with this Host header (None: no Host at all)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host}\r\n" if host is not None else "") + "Connection: close\r\n\r\n"
+        sock.sendall(head.encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(4096)):
+            data += chunk
+    lines = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+
+
+def test_only_requests_that_name_this_server_are_answered_dns_rebinding_is_refused():
+    view = LiveView("127.0.0.1:0", ["calm"], hosts=("catbox.lan",), echo=lambda *a: None)
+    try:
+        port = view.port
+        for host in (f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}", f"[::1]:{port}", "10.0.0.7:8080",
+                     "catbox.lan", f"catbox.lan.:{port}", None):
+            assert raw_get(port, host)[0] == 200, host
+        for host in ("evil.example", f"evil.example:{port}", "catbox.lan.evil.example", "localhost.evil", ""):
+            for path in ("/status.json", "/snapshot.jpg", "/healthz", "/"):
+                assert raw_get(port, host, path)[0] == 421, (host, path)
+    finally:
+        view.close()
+
+
+def test_every_answer_carries_the_hardening_headers_and_no_python_version():
+    view, _ = start_view(token="t0ken")
+    try:
+        for path, code in (("/", 401), ("/?token=t0ken", 200), ("/healthz", 200), ("/nothing?token=t0ken", 404)):
+            status, headers = raw_get(view.port, "localhost", path)
+            assert status == code, path
+            assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["server"].startswith("catmood") and "python" not in headers["server"].lower()
+    finally:
+        view.close()
+
+
+def test_an_empty_token_is_refused_in_one_line_and_the_banner_says_whether_one_is_needed(models, capsys,
+                                                                                          monkeypatch):
+    _, onnx_model, _ = models
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert cli.main(["run", str(onnx_model), "--source", "0", "--serve", "0", "--serve-token", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--serve-token is empty" in err and err.count("\n") == 1
+    lines = []
+    for token in (None, "t0ken"):
+        view = LiveView("127.0.0.1:0", ["calm"], token=token, echo=lines.append)
+        view.close()
+    assert "(no token: open to whoever reaches it)" in lines[0] and "(token required)" in lines[1]

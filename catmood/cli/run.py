@@ -67,6 +67,9 @@ def add(sub) -> None:
                           "0.0.0.0 for every interface)")
     run.add_argument("--serve-token", metavar="TOKEN", default=default("serve_token"),
                      help=f"viewers must send it (?token= or Authorization: Bearer); default: ${TOKEN_ENV}")
+    run.add_argument("--serve-host", action="append", default=[], metavar="NAME",
+                     help="a name the live view answers to besides IP addresses and localhost (e.g. a reverse "
+                          "proxy's, or the box's own: catbox.lan); requests naming any other host get 421")
     run.add_argument("--serve-fps", type=float, default=default("serve_fps"),
                      help="live view frame rate cap (default %(default)s)")
     run.set_defaults(func=_cmd_run)
@@ -94,6 +97,7 @@ def _cmd_run(args) -> int:
     options = _runtime_options(args, alpha=args.smooth, hold_s=args.hold, detect_every=args.detect_every,
                                realtime=args.realtime, show=args.show, max_frames=args.max_frames,
                                serve=args.serve, serve_token=args.serve_token, serve_fps=args.serve_fps,
+                               serve_hosts=tuple(args.serve_host),
                                give_up_s=args.give_up, batch_timeout_ms=args.batch_timeout)
     if not args.source and args.sources is None:
         from ..errors import CatmoodError

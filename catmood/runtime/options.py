@@ -39,6 +39,7 @@ class RuntimeOptions:
     serve: str | None = None       # "[HOST:]PORT": live view in a browser (HOST: LOOPBACK; PORT 0: any free one)
     serve_token: str | None = None  # viewers must present it (None: the TOKEN_ENV variable, if set)
     serve_fps: float = 10.0        # the live view's JPEG and update rate, at most
+    serve_hosts: tuple[str, ...] = ()  # more names the live view answers to (a reverse proxy's), besides addresses
 
     def __post_init__(self):
         checks = (("alpha", 0 < self.alpha <= 1, "in (0, 1]"), ("hold_s", self.hold_s >= 0, ">= 0"),
@@ -54,6 +55,9 @@ class RuntimeOptions:
                   ("batch_timeout_ms", self.batch_timeout_ms is None or (_number(self.batch_timeout_ms)
                                                                          and 0 <= self.batch_timeout_ms <= 1000),
                    "in [0, 1000] ms"))
+        if self.serve_token is not None and not self.serve_token.strip():
+            raise CatmoodError("--serve-token is empty, which would serve the live view to anyone: give a token "
+                               f"(or leave --serve-token out, and {TOKEN_ENV} unset, to serve without one)")
         if self.serve is not None:
             serve_address(self.serve)
         elif self.serve_token:

@@ -122,7 +122,8 @@ def _outputs(options: RuntimeOptions, class_names, sources: SourceSet, inputs: l
     if options.serve is not None:
         from .serve import LiveView  # prometheus_client and the HTTP server only when serving
 
-        live = LiveView(options.serve, class_names, token=options.serve_token, fps=options.serve_fps, echo=echo)
+        live = LiveView(options.serve, class_names, token=options.serve_token, fps=options.serve_fps,
+                        hosts=options.serve_hosts, echo=echo)
     try:
         return Sinks(options, class_names, echo, sources, images, live)
     except BaseException:

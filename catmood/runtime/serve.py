@@ -11,6 +11,7 @@ never holds up the pipeline or the other viewers.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import os
 import statistics
@@ -37,8 +38,10 @@ class LiveView:
     ends it and every open stream. `sources()`: every source's state as a dict (name, source, kind, state,
     frames, dropped, reconnects, end_reason, problem), set by the run once its sources are known."""
 
-    def __init__(self, address: str, class_names, *, token: str | None = None, fps: float = 10.0, echo=print):
+    def __init__(self, address: str, class_names, *, token: str | None = None, fps: float = 10.0,
+                 hosts: tuple[str, ...] = (), echo=print):
         host, port = serve_address(address)
+        self.hosts = {name.lower().rstrip(".") for name in ("localhost", host, *hosts)}
         self.class_names, self.period = list(class_names), 1.0 / fps
         self.sources = lambda: []
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
@@ -62,7 +65,8 @@ class LiveView:
                         threading.Thread(target=self._ticker, name="live view ticker", daemon=True)]
         for thread in self.threads:
             thread.start()
-        echo(f"live view: {self.url}" + (" (token required)" if self.token else ""))
+        echo(f"live view: {self.url}" + (" (token required)" if self.token else " (no token: open to whoever "
+                                                                                "reaches it)"))
         if host != LOOPBACK and not self.token:
             echo(f"note: the live view is open to anyone who can reach {host}; set --serve-token or {TOKEN_ENV}")
 
@@ -181,6 +185,23 @@ class LiveView:
         with self.ready:
             self.ready.wait_for(lambda: self.tick != seen or not self.running, timeout)
             return self.tick
+
+    def answers_to(self, host_header: str | None) -> bool:
+        """Whether a request's Host names this server: an IP address (whatever it was reached by), localhost,
+        the address it listens on, or a --serve-host name. A web page whose name was re-pointed at this box
+        (DNS rebinding) sends its own name, and is refused."""
+        if host_header is None:
+            return True  # HTTP/1.0 without Host: no browser sends such a request
+        name = host_header.strip().lower()
+        if name.startswith("["):  # [::1]:8080
+            name = name[1:name.find("]")]
+        elif name.count(":") == 1:  # name:8080
+            name = name.rpartition(":")[0]
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name.rstrip(".") in self.hosts
 
     def authorised(self, path: str, authorization: str | None) -> bool:
         if not self.token:

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from .serve import LiveView
 
 INITIAL = b'<script id="initial" type="application/json">null</script>'  # in live.html: the status goes there
+# On every answer: no type sniffing, no framing by other pages, nothing fetched from elsewhere (the page is
+# self-contained: inline style and script, its own streams and status), no referrer (URLs may hold the token).
+HARDENING = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+             "Content-Security-Policy": "default-src 'none'; img-src 'self' data: blob:; style-src 'unsafe-inline'; "
+                                        "script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; "
+                                        "form-action 'none'; frame-ancestors 'none'"}
 
 
 class _Server(ThreadingHTTPServer):
@@ -74,11 +80,22 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # a viewer that stops reading for this long is let go
     protocol_version = "HTTP/1.1"
 
+    def version_string(self) -> str:
+        return "catmood"  # the Server header names no Python version
+
     def log_message(self, format, *args) -> None:
         pass  # request lines can carry the token; the run's own output stays readable
 
+    def end_headers(self) -> None:
+        for name, value in HARDENING.items():
+            self.send_header(name, value)
+        super().end_headers()
+
     def do_GET(self) -> None:
         view, route = self.server.view, urlsplit(self.path).path
+        if not view.answers_to(self.headers.get("Host")):
+            return self._send(421, b"this server does not answer to that host name (see --serve-host)\n",
+                              "text/plain")
         if route == "/healthz":
             return self._send(*view.health(), "text/plain")
         if not view.authorised(self.path, self.headers.get("Authorization")):
