@@ -115,17 +115,20 @@ def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs=()) ->
         raise CatmoodError(f"{path}: {what} must be a file name, and this is a folder")
     named = KIND_OF_SUFFIX.get(path.suffix.lower())
     if kind != "folder" and (kind in WRITERS_BY_SUFFIX or named in WRITERS_BY_SUFFIX) and named != kind:
-        raise CatmoodError(f"{path}: {what} writes {_a(kind)}, and this name is {_a(named or 'file of no known kind')}"
+        raise CatmoodError(f"{path}: {what} writes {with_article(kind)}, and this name is "
+                           f"{with_article(named or 'file of no known kind')}"
                            f"'s; use a {' or '.join(WRITERS_BY_SUFFIX.get(kind, ('matching',)))} name")
     elif path.is_file():
         found = KIND_OF_SUFFIX.get(path.suffix.lower()) or _kind_of_content(path)
         if found is not None and found != kind:
-            raise CatmoodError(f"{path}: exists and is {_a(found)}, not {_a(kind)}; {what} will not replace it")
+            raise CatmoodError(f"{path}: exists and is {with_article(found)}, not {with_article(kind)}; "
+                               f"{what} will not replace it")
     _check_writable(path if kind == "folder" else path.parent, path, what)
     return path
 
 
-def _a(noun: str) -> str:
+def with_article(noun: str) -> str:
+    """'a video', 'an image'."""
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 

@@ -108,7 +108,7 @@ def _source_status(feed: Feed) -> dict:
     """A source as the live view shows it (never with a password)."""
     return dict(name=feed.name, source=display(feed.source.name), kind=feed.source.kind, state=feed.state,
                 frames=feed.taken, dropped=_dropped(feed), reconnects=feed.source.reconnects + feed.restarts,
-                end_reason=display(feed.end_reason), problem=display(getattr(feed.source, "problem", "")))
+                end_reason=display(feed.end_reason), problem=display(feed.source.problem))
 
 
 def _outputs(options: RuntimeOptions, class_names, sources: SourceSet, inputs: list[Path], echo) -> Sinks:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import CatmoodError
-from ..fileio import KIND_OF_SUFFIX, atomic_path, check_output
+from ..fileio import KIND_OF_SUFFIX, atomic_path, check_output, with_article
 from .classify import INDEPENDENT_KINDS, FrameResult
 from .options import RuntimeOptions
 from .sources import FrameSource, ImageListSource, open_source, unreadable_reason
@@ -115,7 +115,7 @@ def annotated_targets(out: str | os.PathLike, source: FrameSource, inputs=()) ->
         return [check_output(out, "--out", "image", inputs=[*inputs, *paths])]
     if kind is not None:
         raise CatmoodError(f"{out}: --out for images is a folder (or, for one image, an image's name), and "
-                           f"this name is {'an' if kind[0] in 'aeiou' else 'a'} {kind}'s")
+                           f"this name is {with_article(kind)}'s")
     folder = Path(source.name)
     root = folder if folder.is_dir() else Path(os.path.commonpath([str(p.parent) for p in paths]))
     if folder.is_dir() and (out.resolve() == root.resolve() or root.resolve() in out.resolve().parents):

@@ -33,8 +33,9 @@ class LinesFile:
 
 
 class CsvRecords:
-    """Columns: source (its name), file (the image, or what the source is), frame, time, face (its id), x, y, w, h (its box), label, confidence, one p_<class> per
-    class (this frame's own probabilities), error (why an image could not be read)."""
+    """Columns: source (its name), file (the image, or what the source is), frame, time, face (its id), x, y,
+    w, h (its box), label, confidence, one p_<class> per class (this frame's own probabilities), error (why an
+    image could not be read)."""
 
     def __init__(self, path: str | os.PathLike, class_names):
         self.out = LinesFile(path)

@@ -34,7 +34,7 @@ class Feed:
         self.pending: deque[Frame] = deque()
         self.taken = self.dropped = self.restarts = 0
         self.done, self.final_state, self.end_reason = False, "", ""
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # of this connection: a watchdog restart starts it again
         self.last_frame_at: float | None = None
         self.period: float | None = None
         self.shown_state = ""
@@ -116,15 +116,15 @@ class Feed:
         """The watchdog's look at a live feed (condition held): a line to print, if any."""
         if self.done or not self.source.live:
             return None
-        since = now - (self.last_frame_at or self.started)
+        since = now - max(self.last_frame_at or 0.0, self.started)
         if since > give_up_s:
-            problem = f" ({self.source.problem})" if getattr(self.source, "problem", "") else ""
+            problem = f" ({self.source.problem})" if self.source.problem else ""
             self.finish("given up", f"no frame for {give_up_s:g} s{problem}; gave up after "
                                     f"{self.source.reconnects + self.restarts} reconnect(s)")
             return f"{self.name}: given up: {self.end_reason}"
         if self.source.state == "live" and since > max(WEDGED_MIN_S, WEDGED_PERIODS * self.frame_period()):
             self.restarts += 1
-            self.last_frame_at = now  # the new connection gets its own time to deliver
+            self.started = now  # the new connection gets its own time to deliver (the frame period stays)
             self.start()
             return f"{self.name}: no new frame for {since:.1f} s (wedged); reconnecting"
         return None
@@ -142,8 +142,8 @@ class Feed:
 
 
 class Scheduler:
-    """Feeds by name; `next_batch()` -> [(feed, frame)] or None once every feed is exhausted (and no more can
-    be added: `keep_open` is False). `echo` prints the watchdog's lines."""
+    """Feeds by name; `next_batch()` -> [(feed, frame)] or None once every feed is exhausted. `echo` prints
+    the watchdog's lines."""
 
     def __init__(self, batch_timeout_s: float | None = None, give_up_s: float = 30.0,
                  max_frames: int | None = None, echo=print):
@@ -151,7 +151,6 @@ class Scheduler:
         self.feeds: dict[str, Feed] = {}
         self.retired: list[Feed] = []
         self.batch_timeout_s, self.give_up_s, self.max_frames, self.echo = batch_timeout_s, give_up_s, max_frames, echo
-        self.keep_open = False
         self.closed = False
         self.watched = 0.0
 
@@ -199,7 +198,7 @@ class Scheduler:
                 self._watch()
                 feeds = list(self.feeds.values())
                 ready = [f for f in feeds if f.pending]
-                if not ready and all(f.exhausted for f in feeds) and not self.keep_open:
+                if not ready and all(f.exhausted for f in feeds):
                     return None
                 now = time.perf_counter()
                 if ready:
@@ -223,7 +222,7 @@ class Scheduler:
             line = feed.watch(now, self.give_up_s)
             state = feed.state
             if line is None and state != feed.shown_state and feed.shown_state:
-                problem = getattr(feed.source, "problem", "")
+                problem = feed.source.problem
                 line = f"{feed.name}: {state}" + (f" ({feed.end_reason or problem})" if state != "live" and
                                                   (feed.end_reason or problem) else "")
             feed.shown_state = state

@@ -40,7 +40,7 @@ class Frame:
 class FrameSource:
     """Iterate to get `Frame`s; `close()` releases the device. `dropped` counts frames never processed.
     `live`: only the newest frame matters (a frame not taken before the next one arrives is dropped);
-    otherwise every frame is classified in order. `state` and `reconnects` are what the run shows."""
+    otherwise every frame is classified in order. `state`, `problem` and `reconnects` are what the run shows."""
 
     kind = "?"
     live = False
@@ -51,6 +51,7 @@ class FrameSource:
         self.dropped = 0
         self.reconnects = 0
         self.state = "live"
+        self.problem = ""  # why it gives no frames now (a camera that cannot be reached, say)
         self.end_reason = "end of source"
 
     def stop_reading(self) -> None:

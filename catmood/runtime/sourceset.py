@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from ..errors import CatmoodError
-from ..fileio import KIND_OF_SUFFIX, check_output
+from ..fileio import KIND_OF_SUFFIX, check_output, with_article
 from .classify import INDEPENDENT_KINDS
 from .options import RuntimeOptions
 from .scheduler import Scheduler
@@ -93,7 +93,7 @@ class SourceSet:
         kind = KIND_OF_SUFFIX.get(Path(out).suffix.lower())
         if kind is not None:
             raise CatmoodError(f"{out}: with several sources --out is a folder (a video per source, NAME.mp4), "
-                               f"and this name is {'an' if kind[0] in 'aeiou' else 'a'} {kind}'s")
+                               f"and this name is {with_article(kind)}'s")
         check_output(out, "--out", "folder", inputs=inputs)
         for name in self.opened:
             check_output(self.video_path(name), "--out", "video", inputs=[*inputs, *names])

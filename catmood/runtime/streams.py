@@ -105,7 +105,7 @@ class LiveSource(FrameSource):
         super().__init__(name)
         self.kind, self.target, self.reconnect = kind, target, reconnect
         self.factory = factory or (stream_capture if kind == "stream" else cv2.VideoCapture)
-        self.state, self.problem = "connecting", ""
+        self.state = "connecting"
         self.attempts = 0
         self._stop = threading.Event()
         self._session: object | None = None
