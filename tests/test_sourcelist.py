@@ -65,6 +65,11 @@ def test_collect_names_every_bad_line_with_its_place(tmp_path):
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9=0\n")
     with pytest.raises(CatmoodError, match="not UTF-8 text"):
         collect_sources([], tmp_path / "latin1.txt", reported.append)
+    for endless in (tmp_path / "big.mp4", "/dev/zero"):  # a video given by mistake; a file with no end
+        if endless != "/dev/zero":
+            endless.write_bytes(b"\0" * (2 << 20))
+        with pytest.raises(CatmoodError, match="over 1024 KiB is not a sources file"):
+            collect_sources([], endless, reported.append)
     (tmp_path / "empty.txt").write_text("# nothing yet\n")
     with pytest.raises(CatmoodError, match="lists no source"):
         collect_sources([], tmp_path / "empty.txt", reported.append)

@@ -93,10 +93,11 @@ def name_entries(parsed: list[tuple[str | None, str]], known: dict[str, str] | N
 def read_sources_file(path: Path, report) -> list[tuple[str | None, str, str]]:
     """(name or None, target, 'FILE:LINE') per good line; each bad line is `report`ed and skipped."""
     try:
-        if Path(path).stat().st_size > MAX_FILE_BYTES:
-            raise CatmoodError(f"{path}: {Path(path).stat().st_size} bytes is not a sources file (one camera a "
-                               f"line; at most {MAX_FILE_BYTES // 1024} KiB)")
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as file:  # read to the limit only: /dev/zero or a huge video has no end in sight
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise CatmoodError(f"{path}: over {MAX_FILE_BYTES // 1024} KiB is not a sources file (one camera a "
+                               "line)")
     except OSError as exc:
         raise CatmoodError(f"{path}: cannot read the sources file ({exc.strerror or exc})") from None
     try:
